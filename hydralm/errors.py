@@ -1,0 +1,58 @@
+"""Exceptions of the library. Each names the bad value; the serving edge maps them to HTTP."""
+
+from __future__ import annotations
+
+__all__ = [
+    "ArtifactError",
+    "ConfigError",
+    "DataValidationError",
+    "GeneratorError",
+    "HydraError",
+    "NotFoundError",
+    "UnknownTaskError",
+]
+
+
+class HydraError(Exception):
+    """Base class for every error hydralm raises on purpose."""
+
+
+class ConfigError(HydraError, ValueError):
+    """A configuration file or value is invalid; the message says which and how to fix it."""
+
+
+class DataValidationError(HydraError, ValueError):
+    """A data file or record is malformed.
+
+    Carries where: the file, the record index and the field, so a user can find it.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None, record: int | None = None,
+                 field: str | None = None) -> None:
+        where = []
+        if path is not None:
+            where.append(f"file {path}")
+        if record is not None:
+            where.append(f"record {record}")
+        if field is not None:
+            where.append(f"field {field!r}")
+        super().__init__(f"{', '.join(where)}: {message}" if where else message)
+        self.path = path
+        self.record = record
+        self.field = field
+
+
+class UnknownTaskError(HydraError, ValueError):
+    """A task name that is not in the registry."""
+
+
+class NotFoundError(HydraError, LookupError):
+    """A user, head, artifact or item that does not exist."""
+
+
+class GeneratorError(HydraError, RuntimeError):
+    """The black-box generator failed after every retry (see hydralm.generator for subclasses)."""
+
+
+class ArtifactError(HydraError, RuntimeError):
+    """An artifact is missing, torn, fails its checksum or belongs to another base version."""

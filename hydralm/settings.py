@@ -1,0 +1,65 @@
+"""Every environment knob and tunable default in one place, each documented.
+
+Read through the functions below, never `os.environ` elsewhere, so `hydralm env` (and the docs) can
+list them all. Values are read at call time, so tests may monkeypatch the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["KNOBS", "Knob", "env_float", "env_int", "env_str", "home_dir"]
+
+
+@dataclass(frozen=True)
+class Knob:
+    name: str
+    default: str
+    doc: str
+
+
+KNOBS: dict[str, Knob] = {k.name: k for k in [
+    Knob("HYDRALM_HOME", ".hydralm",
+         "Working directory for local state: prepared models, caches, demo runs, registries."),
+    Knob("HYDRALM_LOG_LEVEL", "INFO", "Log level of hydralm's module loggers."),
+    Knob("HYDRALM_GENERATOR_BASE_URL", "",
+         "OpenAI-compatible base URL of an external generator (overrides the config's)."),
+    Knob("HYDRALM_GENERATOR_API_KEY", "",
+         "API key for the external generator (never logged). OPENAI_API_KEY is read too."),
+    Knob("HYDRALM_S3_ENDPOINT", "",
+         "S3 endpoint URL for s3:// paths (e.g. http://127.0.0.1:8333); empty means AWS."),
+    Knob("HYDRALM_NUM_THREADS", "0",
+         "torch intra-op threads for encoders (0 leaves torch's default)."),
+    Knob("HYDRALM_API_KEYS", "",
+         "Serving: JSON {sha256(key): {tenant, users}} of accepted API keys; empty disables auth."),
+]}
+
+
+def env_str(name: str) -> str:
+    knob = KNOBS[name]
+    return os.environ.get(name, knob.default)
+
+
+def env_int(name: str) -> int:
+    raw = env_str(name)
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ValueError(f"environment variable {name} must be an integer, got {raw!r}") from exc
+
+
+def env_float(name: str) -> float:
+    raw = env_str(name)
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ValueError(f"environment variable {name} must be a number, got {raw!r}") from exc
+
+
+def home_dir() -> Path:
+    """The local state directory (created on first use)."""
+    path = Path(env_str("HYDRALM_HOME")).expanduser()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
