@@ -47,7 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
     _register_env(subparsers)
     plugins = sorted(entry_points(group="hydralm.commands"), key=lambda e: e.name)
     for ep in plugins:
-        ep.load()(subparsers)
+        try:
+            register = ep.load()
+        except ModuleNotFoundError as exc:
+            # A plugin whose package is not installed (e.g. a stale editable install) is skipped
+            # with a warning; any other import error is a bug and propagates.
+            print(f"hydralm: command {ep.name!r} unavailable: {exc}", file=sys.stderr)
+            continue
+        register(subparsers)
     return parser
 
 

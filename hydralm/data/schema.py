@@ -1,0 +1,41 @@
+"""The record type every part of hydralm shares, and the profile fields of each task.
+
+LaMP's user-based split gives one record per user: `user_id` is the record id unless the record
+carries a `user_id` field (synthetic sets do, with several queries per user).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["LAMP_TASKS", "PROFILE_FIELDS", "SYNTHETIC_TASKS", "TASK_NAMES", "LampRecord"]
+
+# Required profile-item fields per task (besides "id"; any item may also carry "date").
+# From the LaMP code and ../shared/lamp/README.md.
+PROFILE_FIELDS: dict[str, tuple[str, ...]] = {
+    "LaMP-1": ("title", "abstract"),
+    "LaMP-2N": ("text", "title", "category"),
+    "LaMP-2M": ("description", "tag"),
+    "LaMP-3": ("text", "score"),
+    "LaMP-4": ("text", "title"),
+    "LaMP-5": ("title", "abstract"),
+    "LaMP-6": ("text", "title"),
+    "LaMP-7": ("text",),
+    # Synthetic tasks (hydralm data synth): LaMP-2M-style tagging and LaMP-5-style titles.
+    "synth-tag": ("description", "tag"),
+    "synth-title": ("title", "abstract"),
+}
+LAMP_TASKS: tuple[str, ...] = tuple(t for t in PROFILE_FIELDS if t.startswith("LaMP-"))
+SYNTHETIC_TASKS: tuple[str, ...] = tuple(t for t in PROFILE_FIELDS if t.startswith("synth-"))
+TASK_NAMES: tuple[str, ...] = tuple(PROFILE_FIELDS)
+
+
+@dataclass(frozen=True)
+class LampRecord:
+    """One query of one user, with that user's history (profile) and, where known, the gold."""
+
+    id: str
+    user_id: str
+    input: str
+    profile: tuple[dict, ...] = field(default=())
+    gold: str | None = None
