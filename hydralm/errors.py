@@ -10,6 +10,7 @@ __all__ = [
     "HydraError",
     "NotFoundError",
     "UnknownTaskError",
+    "UnsupportedTaskError",
 ]
 
 
@@ -44,6 +45,10 @@ class DataValidationError(HydraError, ValueError):
 
 class UnknownTaskError(HydraError, ValueError):
     """A task name that is not in the registry."""
+
+
+class UnsupportedTaskError(HydraError, ValueError):
+    """An operation the task cannot do, e.g. a pseudo-query from a LaMP-1 item (no item label)."""
 
 
 class NotFoundError(HydraError, LookupError):
