@@ -1,0 +1,19 @@
+"""HYDRA inference: the interfaces it is built from and the per-query pipeline."""
+
+from hydralm.pipeline.interfaces import Generator, HistoryStore, ModelKind, PairScorer, PairScores
+from hydralm.pipeline.pairs import adapter_pairs, reranker_pairs
+from hydralm.pipeline.personalize import METHODS, MethodSpec, PersonalizeResult, Personalizer
+
+__all__ = [
+    "METHODS",
+    "Generator",
+    "HistoryStore",
+    "MethodSpec",
+    "ModelKind",
+    "PairScorer",
+    "PairScores",
+    "PersonalizeResult",
+    "Personalizer",
+    "adapter_pairs",
+    "reranker_pairs",
+]

@@ -1,0 +1,147 @@
+"""The HYDRA inference pipeline for one query, and the prompt-only baselines it generalizes.
+
+retrieve (BM25 top-k of the user's own history) -> rerank (the user's reranker head keeps the best
+`k_prompt`) -> prompt (the task's RAG prompt) -> generate (N samples) -> select (the user's adapter
+head scores prompt + candidate, the best wins). Each baseline of the paper is this pipeline with a
+different retrieval and selection: see METHODS.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+from hydralm.pipeline.interfaces import Generator, HistoryStore, PairScorer
+from hydralm.pipeline.pairs import adapter_pairs, reranker_pairs
+from hydralm.retrieval import bm25_top_k
+
+__all__ = ["METHODS", "MethodSpec", "PersonalizeResult", "Personalizer"]
+
+log = logging.getLogger(__name__)
+
+Retrieval = Literal["none", "random", "bm25", "rerank"]
+Selection = Literal["greedy", "adapter"]
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """How one method builds its prompt and picks its answer."""
+
+    retrieval: Retrieval
+    selection: Selection
+
+
+METHODS: dict[str, MethodSpec] = {
+    "zero_shot": MethodSpec("none", "greedy"),
+    "icl_random": MethodSpec("random", "greedy"),
+    "rag_bm25": MethodSpec("bm25", "greedy"),
+    "hydra_reranker": MethodSpec("rerank", "greedy"),
+    "hydra_adapter": MethodSpec("none", "adapter"),
+    "hydra": MethodSpec("rerank", "adapter"),
+}
+
+
+@dataclass
+class PersonalizeResult:
+    """The answer and everything that led to it (served by /v1/personalize)."""
+
+    answer: str
+    prompt: str
+    retrieved_ids: list[str] = field(default_factory=list)
+    rerank_scores: list[float] = field(default_factory=list)
+    prompt_item_ids: list[str] = field(default_factory=list)
+    candidates: list[str] = field(default_factory=list)
+    adapter_scores: list[float] = field(default_factory=list)
+    heads: dict[str, str] = field(default_factory=dict)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+class Personalizer:
+    """Runs one method for one user's query. Holds no per-user state: the scorer and the history
+    store do, so one instance serves every user."""
+
+    def __init__(self, task, scorer: PairScorer | None, generator: Generator,
+                 history: HistoryStore, *, k_retrieve: int = 10, k_prompt: int = 4,
+                 n_candidates: int = 8, max_tokens: int | None = None, seed: int = 0) -> None:
+        if k_prompt > k_retrieve:
+            raise ValueError(f"k_prompt ({k_prompt}) must not exceed k_retrieve ({k_retrieve})")
+        self.task, self.scorer, self.generator, self.history = task, scorer, generator, history
+        self.k_retrieve, self.k_prompt, self.n_candidates = k_retrieve, k_prompt, n_candidates
+        self.max_tokens = max_tokens or (64 if task.kind == "generation" else 16)
+        self.seed = seed
+
+    async def run(self, user_id: str, query_input: str, method: str = "hydra",
+                  *, n_candidates: int | None = None) -> PersonalizeResult:
+        spec = _method(method)
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        profile = self.history.get(user_id)
+        items, retrieved_ids, rerank_scores, heads = await self._select_items(
+            spec, user_id, query_input, profile, timings)
+        prompt = self.task.rag_prompt(query_input, items) if items else query_input
+        t = time.perf_counter()
+        n = (n_candidates or self.n_candidates) if spec.selection == "adapter" else 1
+        candidates = await self.generator.chat(
+            [{"role": "user", "content": prompt}], n=n,
+            temperature=1.0 if spec.selection == "adapter" else 0.0,
+            max_tokens=self.max_tokens, choices=self.task.choices())
+        timings["generate_ms"] = _ms(t)
+        adapter_scores: list[float] = []
+        best = 0
+        if spec.selection == "adapter" and len(candidates) > 1:
+            t = time.perf_counter()
+            scored = await self._require_scorer().score(
+                "adapter", user_id, *adapter_pairs(prompt, candidates))
+            adapter_scores, heads["adapter"] = scored.scores, scored.head
+            best = max(range(len(candidates)), key=lambda i: (adapter_scores[i], -i))
+            timings["adapter_ms"] = _ms(t)
+        timings["total_ms"] = _ms(t0)
+        return PersonalizeResult(
+            answer=candidates[best] if candidates else "", prompt=prompt,
+            retrieved_ids=retrieved_ids, rerank_scores=rerank_scores,
+            prompt_item_ids=[str(i.get("id", "")) for i in items], candidates=candidates,
+            adapter_scores=adapter_scores, heads=heads, timings_ms=timings)
+
+    async def _select_items(self, spec: MethodSpec, user_id: str, query_input: str,
+                            profile: list[dict], timings: dict[str, float]):
+        heads: dict[str, str] = {}
+        if spec.retrieval == "none" or not profile:
+            return [], [], [], heads
+        if spec.retrieval == "random":
+            rng = random.Random(f"{self.seed}:{user_id}:{query_input}")
+            picked = rng.sample(profile, min(self.k_prompt, len(profile)))
+            return picked, [str(i.get("id", "")) for i in picked], [], heads
+        t = time.perf_counter()
+        docs = [self.task.item_text(item) for item in profile]
+        top = bm25_top_k(self.task.query_text(query_input), docs, k=self.k_retrieve)
+        retrieved = [profile[i] for i in top]
+        timings["retrieve_ms"] = _ms(t)
+        ids = [str(i.get("id", "")) for i in retrieved]
+        if spec.retrieval == "bm25":
+            return retrieved[: self.k_prompt], ids, [], heads
+        t = time.perf_counter()
+        scored = await self._require_scorer().score(
+            "reranker", user_id, *reranker_pairs(self.task, query_input, retrieved))
+        heads["reranker"] = scored.head
+        order = sorted(range(len(retrieved)), key=lambda i: (-scored.scores[i], i))
+        timings["rerank_ms"] = _ms(t)
+        return [retrieved[i] for i in order[: self.k_prompt]], ids, scored.scores, heads
+
+    def _require_scorer(self) -> PairScorer:
+        if self.scorer is None:
+            raise ValueError("this method needs a scorer (reranker/adapter heads); none was given")
+        return self.scorer
+
+
+def _method(name: str) -> MethodSpec:
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise ValueError(f"unknown method {name!r}; choose one of {sorted(METHODS)}") from None
+
+
+def _ms(start: float) -> float:
+    return round((time.perf_counter() - start) * 1000.0, 3)
