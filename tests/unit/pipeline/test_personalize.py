@@ -1,0 +1,105 @@
+"""The pipeline's control flow with scripted stand-ins for the two parts a unit test cannot run
+(the vLLM server and trained heads); tests/integration runs it against the real ones."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from hydralm.history import SqliteHistoryStore
+from hydralm.pipeline import METHODS, PairScorer, PairScores, Personalizer
+from hydralm.tasks import get_task
+
+QUERY = ("Which tag does this movie relate to among the following tags? Just answer with the tag "
+         "name without further explanation. tags: [sci-fi, comedy] description: a robot in space")
+HISTORY = [
+    {"id": "i0", "description": "a robot explores space", "tag": "sci-fi"},
+    {"id": "i1", "description": "a funny wedding", "tag": "comedy"},
+    {"id": "i2", "description": "space pirates and a robot", "tag": "action"},
+    {"id": "i3", "description": "a quiet drama", "tag": "classic"},
+    {"id": "i4", "description": "robot comedy in space", "tag": "comedy"},
+]
+
+
+class ScriptedGenerator:
+    def __init__(self) -> None:
+        self.calls: list[dict] = []
+
+    async def chat(self, messages, *, n=1, temperature=0.0, max_tokens=None, choices=None):
+        self.calls.append({"prompt": messages[-1]["content"], "n": n, "temperature": temperature,
+                           "choices": choices})
+        return ["comedy", "sci-fi", "action", "comedy", "classic", "sci-fi", "romance", "fantasy"][:n]
+
+
+class PrefersTag(PairScorer):
+    """Scores a pair 1.0 when its second text mentions `word`, else 0.1."""
+
+    def __init__(self, word: str) -> None:
+        self.word = word
+        self.calls: list[tuple[str, int]] = []
+
+    async def score(self, kind, user_id, firsts, seconds):
+        assert len(firsts) == len(seconds)
+        self.calls.append((kind, len(firsts)))
+        return PairScores([1.0 if self.word in s else 0.1 for s in seconds], head="user")
+
+
+@pytest.fixture
+def history(tmp_path):
+    store = SqliteHistoryStore(tmp_path / "h.db")
+    store.append("u1", HISTORY)
+    return store
+
+
+def run(p: Personalizer, method: str, user: str = "u1"):
+    return asyncio.run(p.run(user, QUERY, method))
+
+
+def test_hydra_reranks_bm25_items_then_lets_the_adapter_pick(history):
+    gen, scorer = ScriptedGenerator(), PrefersTag("sci-fi")
+    p = Personalizer(get_task("synth-tag"), scorer, gen, history, k_retrieve=4, k_prompt=2)
+    result = run(p, "hydra")
+    assert len(result.retrieved_ids) == 4 and len(result.prompt_item_ids) == 2
+    assert gen.calls[0]["n"] == 8 and gen.calls[0]["temperature"] == 1.0
+    assert gen.calls[0]["choices"] == list(get_task("synth-tag").labels)
+    assert result.answer == "sci-fi"  # the adapter's favourite among the 8 candidates
+    assert [k for k, _ in scorer.calls] == ["reranker", "adapter"]
+    assert result.heads == {"reranker": "user", "adapter": "user"}
+    assert {"retrieve_ms", "rerank_ms", "generate_ms", "adapter_ms", "total_ms"} <= set(result.timings_ms)
+
+
+@pytest.mark.parametrize("method, n, temperature, uses_items, scorer_calls", [
+    ("zero_shot", 1, 0.0, False, []),
+    ("icl_random", 1, 0.0, True, []),
+    ("rag_bm25", 1, 0.0, True, []),
+    ("hydra_reranker", 1, 0.0, True, ["reranker"]),
+    ("hydra_adapter", 8, 1.0, False, ["adapter"]),
+])
+def test_each_baseline_is_the_pipeline_with_other_settings(history, method, n, temperature,
+                                                           uses_items, scorer_calls):
+    gen, scorer = ScriptedGenerator(), PrefersTag("sci-fi")
+    result = run(Personalizer(get_task("synth-tag"), scorer, gen, history), method)
+    assert gen.calls[0]["n"] == n and gen.calls[0]["temperature"] == temperature
+    assert bool(result.prompt_item_ids) is uses_items
+    assert (result.prompt != QUERY) is uses_items
+    assert [k for k, _ in scorer.calls] == scorer_calls
+    assert set(METHODS) >= {method}
+
+
+def test_unknown_user_gets_a_zero_shot_prompt(history):
+    gen = ScriptedGenerator()
+    result = run(Personalizer(get_task("synth-tag"), PrefersTag("x"), gen, history), "rag_bm25",
+                 user="nobody")
+    assert result.prompt == QUERY and result.retrieved_ids == []
+
+
+def test_unknown_method_and_missing_scorer_are_clear_errors(history):
+    p = Personalizer(get_task("synth-tag"), None, ScriptedGenerator(), history)
+    with pytest.raises(ValueError, match="unknown method 'best'"):
+        run(p, "best")
+    with pytest.raises(ValueError, match="needs a scorer"):
+        run(p, "hydra")
+    with pytest.raises(ValueError, match="k_prompt"):
+        Personalizer(get_task("synth-tag"), None, ScriptedGenerator(), history, k_retrieve=2,
+                     k_prompt=4)
