@@ -28,12 +28,20 @@ KNOBS: dict[str, Knob] = {k.name: k for k in [
          "OpenAI-compatible base URL of an external generator (overrides the config's)."),
     Knob("HYDRALM_GENERATOR_API_KEY", "",
          "API key for the external generator (never logged). OPENAI_API_KEY is read too."),
+    Knob("OPENAI_API_KEY", "",
+         "Fallback API key for the external generator when HYDRALM_GENERATOR_API_KEY is empty."),
     Knob("HYDRALM_S3_ENDPOINT", "",
          "S3 endpoint URL for s3:// paths (e.g. http://127.0.0.1:8333); empty means AWS."),
+    Knob("AWS_ACCESS_KEY_ID", "",
+         "S3 credentials (read by boto3 and pyarrow); training jobs forward the AWS_* knobs and "
+         "HYDRALM_S3_ENDPOINT to their Ray workers so s3:// paths work there too."),
+    Knob("AWS_SECRET_ACCESS_KEY", "", "S3 secret key (see AWS_ACCESS_KEY_ID); never logged."),
+    Knob("AWS_DEFAULT_REGION", "", "S3 region (see AWS_ACCESS_KEY_ID)."),
     Knob("HYDRALM_NUM_THREADS", "0",
          "torch intra-op threads for encoders (0 leaves torch's default)."),
     Knob("HYDRALM_API_KEYS", "",
-         "Serving: JSON {sha256(key): {tenant, users}} of accepted API keys; empty disables auth."),
+         "Serving: JSON {sha256(key): {tenant, users, user_prefixes}} of accepted API keys, "
+         "read when auth.keys_file is unset; both empty disable the key check."),
 ]}
 
 

@@ -1,0 +1,243 @@
+"""The async client of any OpenAI-compatible generator (embedded vLLM, a vLLM cluster, OpenAI,
+Azure): bounded concurrency, a deadline per attempt, retries with backoff, a response cache.
+
+Every call ends: in samples, or after the last attempt in a typed GeneratorCallError.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import httpx
+
+from hydralm.errors import ConfigError
+from hydralm.generator.cache import ResponseCache
+from hydralm.generator.config import GeneratorConfig
+from hydralm.generator.errors import (
+    GeneratorBadResponse,
+    GeneratorCallError,
+    GeneratorRequestRejected,
+    GeneratorTimeout,
+    GeneratorUnavailable,
+)
+from hydralm.generator.protocol import (
+    ChatRequest,
+    CompletionRequest,
+    Request,
+    cache_payload,
+    parse_texts,
+    request_body,
+    usage_tokens,
+)
+from hydralm.generator.retry import backoff_delay, is_retryable_status, parse_retry_after
+from hydralm.generator.stats import GeneratorStats
+
+__all__ = ["GeneratorClient"]
+
+log = logging.getLogger(__name__)
+
+
+class _RetryableFailure(Exception):
+    """One failed attempt worth retrying; becomes `kind` after the last one."""
+
+    def __init__(self, kind: type[GeneratorCallError], detail: str, status: int | None = None,
+                 retry_after: float | None = None) -> None:
+        super().__init__(detail)
+        self.kind, self.detail, self.status, self.retry_after = kind, detail, status, retry_after
+
+
+class _Rejected(Exception):
+    """A non-retryable 4xx answer; becomes GeneratorRequestRejected with the attempt count."""
+
+    def __init__(self, detail: str, status: int) -> None:
+        super().__init__(detail)
+        self.detail, self.status = detail, status
+
+
+class GeneratorClient:
+    """chat()/complete() return `n` sample texts. Use one client per event loop's worth of work;
+    `run_many` / `generate_sync` drive it from synchronous code."""
+
+    def __init__(self, config: GeneratorConfig, *, base_url: str | None = None,
+                 cache: ResponseCache | None = None, rng: random.Random | None = None) -> None:
+        self.config = config
+        url = base_url or config.effective_base_url()
+        if not url:
+            raise ConfigError("the generator client needs a base URL: set generator.base_url, "
+                              "HYDRALM_GENERATOR_BASE_URL, or start the embedded one with "
+                              "training.llm.embedded_generator(cfg)")
+        self.base_url = url.rstrip("/")
+        self.cache = cache if cache is not None else (
+            ResponseCache(config.cache) if config.cache else None)
+        self.stats = GeneratorStats()
+        self._rng = rng or random.Random()
+        self._headers = self._auth_headers()
+        # httpx clients and semaphores belong to one event loop; made on first use in each loop.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._http: httpx.AsyncClient | None = None
+        self._slots: asyncio.Semaphore | None = None
+
+    def _auth_headers(self) -> dict[str, str]:
+        key = self.config.effective_api_key()
+        if not key:
+            return {}
+        if self.config.api_key_header == "api-key":
+            return {"api-key": key}
+        return {"Authorization": f"Bearer {key}"}
+
+    async def chat(self, messages: Sequence[Mapping[str, Any]], *, n: int = 1,
+                   temperature: float = 0.0, max_tokens: int | None = None,
+                   choices: Sequence[str] | None = None, top_p: float | None = None) -> list[str]:
+        """`n` answers to an OpenAI chat; with `choices`, each answer is one of them."""
+        return await self.generate(ChatRequest(
+            messages=tuple(messages), n=n, temperature=temperature, max_tokens=max_tokens,
+            choices=tuple(choices) if choices else None, top_p=top_p))
+
+    async def complete(self, prompt: str, *, n: int = 1, temperature: float = 0.0,
+                       max_tokens: int | None = None, choices: Sequence[str] | None = None,
+                       top_p: float | None = None) -> list[str]:
+        """`n` continuations of a raw prompt (/completions, no chat template)."""
+        return await self.generate(CompletionRequest(
+            prompt=prompt, n=n, temperature=temperature, max_tokens=max_tokens,
+            choices=tuple(choices) if choices else None, top_p=top_p))
+
+    async def generate(self, req: Request) -> list[str]:
+        """The samples of one request: from the cache when present, else from the server."""
+        payload = cache_payload(req, model=self.config.model,
+                                default_max_tokens=self.config.max_tokens)
+        if self.cache is not None:
+            cached = await asyncio.to_thread(self.cache.get, payload)
+            if cached is not None:
+                return cached
+        samples = await self._sample(req)
+        if self.cache is not None:
+            await asyncio.to_thread(self.cache.put, payload, samples)
+        return samples
+
+    async def generate_many(self, requests: Sequence[Request]) -> list[list[str]]:
+        """The samples of each request, in order, at most max_concurrency in flight."""
+        return list(await asyncio.gather(*(self.generate(r) for r in requests)))
+
+    def run_many(self, requests: Sequence[Request]) -> list[list[str]]:
+        """generate_many for synchronous code (scripts, Ray tasks); not inside a running loop."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            raise RuntimeError("run_many/generate_sync block: inside a running event loop, "
+                               "await generate_many()/chat()/complete() instead")
+
+        async def run() -> list[list[str]]:
+            try:
+                return await self.generate_many(requests)
+            finally:
+                await self.aclose()
+
+        return asyncio.run(run())
+
+    def generate_sync(self, request: Request) -> list[str]:
+        return self.run_many([request])[0]
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+        self._loop = self._http = self._slots = None
+
+    async def __aenter__(self) -> GeneratorClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def _sample(self, req: Request) -> list[str]:
+        """Ask for req.n samples; a server that returns fewer is asked again for the rest."""
+        self.stats.calls += 1
+        samples: list[str] = []
+        while len(samples) < req.n:
+            want = req.n - len(samples)
+            body = request_body(req, model=self.config.model, n=want,
+                                default_max_tokens=self.config.max_tokens,
+                                style=self.config.structured_outputs_style)
+            samples.extend((await self._post(req, body))[:want])
+        return samples
+
+    async def _post(self, req: Request, body: dict[str, Any]) -> list[str]:
+        """POST with retries; the texts of the first good answer (never empty)."""
+        url = f"{self.base_url}/{req.endpoint}"
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await self._attempt(req, url, body)
+            except _RetryableFailure as failure:
+                if attempt > self.config.max_retries:
+                    self.stats.errors += 1
+                    raise failure.kind(failure.detail, attempts=attempt,
+                                       last_status=failure.status, url=url) from failure
+                delay = failure.retry_after
+                if delay is None:
+                    delay = backoff_delay(attempt, self.config.backoff_base_s,
+                                          self.config.backoff_cap_s, self._rng)
+                self.stats.retries += 1
+                log.warning("generator attempt %d failed (%s); retrying in %.2fs",
+                            attempt, failure.detail, delay)
+                await asyncio.sleep(delay)
+            except _Rejected as rejected:
+                self.stats.errors += 1
+                raise GeneratorRequestRejected(rejected.detail, attempts=attempt,
+                                               last_status=rejected.status, url=url) from rejected
+
+    async def _attempt(self, req: Request, url: str, body: dict[str, Any]) -> list[str]:
+        http, slots = self._session()
+        async with slots:
+            self.stats.requests += 1
+            start = time.monotonic()
+            try:
+                resp = await asyncio.wait_for(http.post(url, json=body, headers=self._headers),
+                                              timeout=self.config.timeout_s)
+            except (asyncio.TimeoutError, httpx.TimeoutException) as exc:
+                raise _RetryableFailure(GeneratorTimeout, f"no answer within "
+                                        f"{self.config.timeout_s}s") from exc
+            except httpx.TransportError as exc:
+                raise _RetryableFailure(GeneratorUnavailable, f"connection failed: {exc!r}") from exc
+            elapsed = time.monotonic() - start
+        return self._read(req, resp, elapsed)
+
+    def _read(self, req: Request, resp: httpx.Response, elapsed: float) -> list[str]:
+        status = resp.status_code
+        if is_retryable_status(status):
+            wait = parse_retry_after(resp.headers.get("retry-after"), self.config.backoff_cap_s)
+            raise _RetryableFailure(GeneratorUnavailable, f"HTTP {status}: {resp.text[:200]!r}",
+                                    status, wait)
+        if status >= 400:
+            raise _Rejected(f"HTTP {status}: {resp.text[:300]!r}", status)
+        try:
+            data = resp.json()
+            texts = parse_texts(req, data, self.config.structured_outputs_style)
+            prompt_tokens, completion_tokens = usage_tokens(data)
+        except ValueError as exc:
+            raise _RetryableFailure(GeneratorBadResponse, f"malformed response: {exc}",
+                                    status) from exc
+        if not texts:
+            raise _RetryableFailure(GeneratorBadResponse, "response has no choices", status)
+        self.stats.prompt_tokens += prompt_tokens
+        self.stats.completion_tokens += completion_tokens
+        self.stats.record_latency(elapsed)
+        return texts
+
+    def _session(self) -> tuple[httpx.AsyncClient, asyncio.Semaphore]:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop or self._http is None or self._slots is None:
+            limit = self.config.max_concurrency
+            self._http = httpx.AsyncClient(
+                timeout=httpx.Timeout(self.config.timeout_s),
+                limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit))
+            self._slots = asyncio.Semaphore(limit)
+            self._loop = loop
+        return self._http, self._slots

