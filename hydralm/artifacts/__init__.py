@@ -1,0 +1,44 @@
+"""Artifacts: storage (a local directory or s3://, atomic writes) and the versioned registry.
+
+`Registry(uri)` stores base checkpoints, one head file per user and a global head per kind, and a
+manifest written last by compare-and-swap (see registry.py for the layout and guarantees).
+"""
+
+from hydralm.artifacts.keys import user_token, validate_key
+from hydralm.artifacts.manifest import (
+    HEAD_KINDS,
+    BaseEntry,
+    FileRef,
+    HeadEntry,
+    HeadIndex,
+    HeadKind,
+    IndexRef,
+    Manifest,
+)
+from hydralm.artifacts.registry import GLOBAL_USER, MANIFEST_KEY, Registry
+from hydralm.artifacts.s3 import S3Storage
+from hydralm.artifacts.serialize import HeadFile, decode_head, encode_head
+from hydralm.artifacts.storage import LocalStorage, Storage, WriteConflictError
+
+__all__ = [
+    "GLOBAL_USER",
+    "HEAD_KINDS",
+    "MANIFEST_KEY",
+    "BaseEntry",
+    "FileRef",
+    "HeadEntry",
+    "HeadFile",
+    "HeadIndex",
+    "HeadKind",
+    "IndexRef",
+    "LocalStorage",
+    "Manifest",
+    "Registry",
+    "S3Storage",
+    "Storage",
+    "WriteConflictError",
+    "decode_head",
+    "encode_head",
+    "user_token",
+    "validate_key",
+]
