@@ -1,0 +1,401 @@
+"""Load benchmark of the scoring path: cross-user batching against per-user designs.
+
+Builds a registry of MiniLM bases with a random head per user (scores are meaningless; shapes and
+costs are real), then drives each design with the same bounded open-loop load: requests arrive at
+a fixed rate, each from a user drawn by Zipf popularity, each scoring 10 reranker pairs and then 8
+adapter pairs (one /v1/rerank and one /v1/score call of a personalized request). An arrival that
+finds `--max-inflight` requests open is shed (counted, not sent), so queues stay bounded.
+
+Designs, all on one local Ray with the same torch threads:
+- ceiling: the encoder's raw forward throughput at its best batch size (in a Ray actor, like the
+  replicas: same process kind, priority and threads), sampled once per round;
+- hydralm: the Scorer deployment (buckets + @serve.batch + continuous cross-user batching);
+- per_user_batching: shared bases and a head LRU, but batches only ever hold one user's requests
+  (Serve multiplexing by user id, as @serve.batch splits by model id);
+- per_user_model: one Serve multiplexed model per user (bases + heads loaded per user from the
+  registry, an LRU of a few), as Serve's model-multiplexing guide does.
+
+Writes benchmarks/results/serve_load.json and serve_load.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import shutil
+import socket
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import torch  # noqa: E402
+
+from hydralm.artifacts import Registry  # noqa: E402
+from hydralm.model import BaseEncoder  # noqa: E402
+from hydralm.scoring import publish_random_registry  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+RERANK_PAIRS, SCORE_PAIRS = 10, 8
+PAIRS = RERANK_PAIRS + SCORE_PAIRS
+DESIGNS = ("hydralm", "per_user_batching", "per_user_model")
+WORDS = ("film plot actor scene story train river night city music love war ship storm song "
+         "dream road house light winter summer friend enemy secret garden letter mountain sea "
+         "king queen child doctor detective island forest journey memory fire rain").split()
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="small run (under a minute)")
+    p.add_argument("--users", type=int, default=1000, help="distinct users, each with heads")
+    p.add_argument("--duration-s", type=float, default=30.0, help="measured load per design")
+    p.add_argument("--slice-s", type=float, default=5.0,
+                   help="designs take turns in slices of this length (interleaved rounds)")
+    p.add_argument("--warmup-s", type=float, default=5.0, help="unmeasured load per design")
+    p.add_argument("--load-factor", type=float, default=3.0,
+                   help="offered requests/s as a multiple of the ceiling's requests/s")
+    p.add_argument("--max-inflight", type=int, default=48, help="open requests before shedding")
+    p.add_argument("--zipf", type=float, default=1.1, help="Zipf exponent of user popularity")
+    p.add_argument("--threads", type=int, default=2, help="torch threads (ceiling and replicas)")
+    p.add_argument("--designs", default=",".join(DESIGNS), help="comma-separated subset")
+    p.add_argument("--models-per-replica", type=int, default=4,
+                   help="per_user_model: users' models kept per replica")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=RESULTS)
+    args = p.parse_args(argv)
+    if args.quick:
+        args.users = min(args.users, 100)
+        args.duration_s, args.slice_s, args.warmup_s = 5.0, 2.5, 1.0
+    unknown = set(args.designs.split(",")) - set(DESIGNS)
+    if unknown:
+        p.error(f"--designs: unknown {sorted(unknown)}, choose from {list(DESIGNS)}")
+    return args
+
+
+# -- workload ------------------------------------------------------------------------------------
+
+def _text(rng: random.Random, words: int) -> str:
+    return " ".join(rng.choice(WORDS) for _ in range(words))
+
+
+def make_requests(count: int, rng: random.Random) -> list[tuple[list, list, list, list]]:
+    """Request bodies: (rerank firsts, rerank seconds, score firsts, score seconds), sized like a
+    LaMP query (a query against 10 history items; a 4-item RAG prompt against 8 candidates)."""
+    out = []
+    for _ in range(count):
+        query, prompt = _text(rng, 20), _text(rng, 140)
+        items = [_text(rng, rng.randint(25, 50)) for _ in range(RERANK_PAIRS)]
+        candidates = [_text(rng, rng.randint(3, 12)) for _ in range(SCORE_PAIRS)]
+        out.append(([query] * RERANK_PAIRS, items, [prompt] * SCORE_PAIRS, candidates))
+    return out
+
+
+def zipf_picker(users: list[str], s: float, rng: random.Random):
+    order = users[:]
+    rng.shuffle(order)                  # popularity independent of name (and so of bucket)
+    weights = [1.0 / (rank + 1) ** s for rank in range(len(order))]
+    return lambda: rng.choices(order, weights)[0]
+
+
+class Ceiling:
+    """The encoder alone in this process: pairs/s at its best batch size on this request mix
+    (each request's 10 rerank + 8 score pairs at each kind's rate)."""
+
+    def __init__(self, bodies, threads: int) -> None:
+        torch.set_num_threads(threads)
+        self.encoder = BaseEncoder()
+        self.pairs = {"reranker": ([f for b in bodies for f in b[0]],
+                                   [s for b in bodies for s in b[1]]),
+                      "adapter": ([f for b in bodies for f in b[2]],
+                                  [s for b in bodies for s in b[3]])}
+        self.batch: dict[str, int] = {}
+        self._samples: list[float] = []
+
+    def _rate(self, kind: str, batch: int, seconds: float) -> float:
+        firsts, seconds_ = self.pairs[kind]
+        done, start = 0, time.perf_counter()
+        while done == 0 or time.perf_counter() - start < seconds:
+            self.encoder.embed(firsts[:batch], seconds_[:batch], batch_size=batch)
+            done += batch
+        return done / (time.perf_counter() - start)
+
+    def calibrate(self, seconds: float) -> dict[str, int]:
+        """Pick each kind's best batch size (each candidate timed for `seconds`)."""
+        for kind in self.pairs:
+            self._rate(kind, 8, 0.0)                                        # warm-up
+            rates = {b: self._rate(kind, b, seconds) for b in (8, 16, 32, 64, 128)}
+            self.batch[kind] = max(rates, key=rates.get)
+        return self.batch
+
+    def sample(self, seconds: float) -> float:
+        """One measurement of the ceiling at the calibrated batch sizes."""
+        rate = {k: self._rate(k, self.batch[k], seconds / 2) for k in self.pairs}
+        value = PAIRS / (RERANK_PAIRS / rate["reranker"] + SCORE_PAIRS / rate["adapter"])
+        self._samples.append(value)
+        return value
+
+    def samples(self) -> list[float]:
+        return self._samples
+
+
+@dataclass
+class Slice:
+    """What one stretch of load on one design gave."""
+
+    window_s: float
+    in_window: int = 0                    # requests completed before the arrivals stopped
+    latencies: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    sent: int = 0
+    shed: int = 0
+    timed_out: int = 0
+
+
+async def drive(score, pick, bodies, rate: float, window_s: float, max_inflight: int,
+                drain_s: float) -> Slice:
+    """Bounded open loop: arrivals at `rate`/s for `window_s`, then up to `drain_s` for the
+    open requests to finish (the rest are cancelled and count as timed out)."""
+    out, open_tasks = Slice(window_s), set()
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+
+    async def one(user: str, body) -> None:
+        began = loop.time()
+        try:
+            await score("reranker", user, body[0], body[1])
+            await score("adapter", user, body[2], body[3])
+        except Exception as exc:           # counted per request; the run goes on
+            out.errors.append(f"{type(exc).__name__}: {exc}"[:200])
+            return
+        out.latencies.append(loop.time() - began)
+        out.in_window += loop.time() <= start + window_s
+
+    while (due := start + out.sent / rate) < start + window_s:
+        await asyncio.sleep(max(0.0, due - loop.time()))
+        out.sent += 1
+        if len(open_tasks) >= max_inflight:
+            out.shed += 1
+            continue
+        task = loop.create_task(one(pick(), bodies[out.sent % len(bodies)]))
+        open_tasks.add(task)
+        task.add_done_callback(open_tasks.discard)
+    if open_tasks:
+        _, late = await asyncio.wait(open_tasks, timeout=drain_s)
+        for task in late:
+            task.cancel()
+        out.timed_out = len(late)
+    return out
+
+
+def merge(slices: list[Slice], rate: float) -> dict:
+    """A design's figures over its slices: throughput from completions inside the arrival
+    windows (steady state, drains excluded), latency over every completed request."""
+    window = sum(s.window_s for s in slices)
+    done = sum(s.in_window for s in slices)
+    ordered = sorted(x for s in slices for x in s.latencies)
+    errors = [e for s in slices for e in s.errors]
+    timed_out = sum(s.timed_out for s in slices)
+    return {
+        "requests_per_s": done / window,
+        "pairs_per_s": done * PAIRS / window,
+        "p50_ms": 1000 * statistics.median(ordered) if ordered else None,
+        "p99_ms": 1000 * ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
+        if ordered else None,
+        "errors": len(errors) + timed_out,
+        "completed": len(ordered), "offered_rps": rate, "sent": sum(s.sent for s in slices),
+        "shed": sum(s.shed for s in slices), "timed_out": timed_out,
+        "error_samples": sorted(set(errors))[:3],
+    }
+
+
+# -- running the designs ---------------------------------------------------------------------------
+
+def _baselines():
+    """The baseline deployments; their module is shipped to Ray by value (benchmarks/ is not an
+    installed package, so replicas could not import it by name)."""
+    from baselines import serve_designs
+    from ray import cloudpickle
+
+    cloudpickle.register_pickle_by_value(serve_designs)
+    return serve_designs.PerUserBatching, serve_designs.PerUserModel
+
+
+def deploy_all(designs: list[str], args, registry_uri: str) -> dict:
+    """Deploy the designs at once (their replicas load in parallel); a score function each."""
+    from ray import serve
+
+    from serving.scorer import RemotePairScorer, build_scorer
+    from serving.scorer_config import ScorerArgs
+
+    scorer_args = ScorerArgs(registry_uri=registry_uri, num_cpus=0, torch_threads=args.threads,
+                             head_cache_capacity=max(2 * args.users, 16))
+    per_user_batching, per_user_model = _baselines()
+    apps = {"hydralm": lambda: build_scorer(scorer_args),
+            "per_user_batching": lambda: per_user_batching.bind(registry_uri, args.threads,
+                                                                args.users),
+            "per_user_model": lambda: per_user_model.bind(registry_uri, args.threads,
+                                                          args.models_per_replica)}
+    handles = serve.run_many([serve.RunTarget(apps[d](), name=d, route_prefix=None)
+                              for d in designs])
+    scorers = {}
+    for design, handle in zip(designs, handles, strict=True):
+        if design == "hydralm":
+            scorers[design] = RemotePairScorer(handle, scorer_args.num_buckets).score
+        else:
+            async def score(kind, user_id, firsts, seconds, handle=handle):
+                routed = handle.options(multiplexed_model_id=user_id)    # one model per user
+                return await routed.score.remote(kind, user_id, firsts, seconds)
+            scorers[design] = score
+    return scorers, dict(zip(designs, handles, strict=True))
+
+
+def settle(handles: dict, deadline_s: float = 120.0) -> None:
+    """Wait until per_user_model builds no model left over from cancelled requests, so its
+    leftovers do not slow the next design's slice or the ceiling."""
+    if "per_user_model" not in handles:
+        return
+    end = time.monotonic() + deadline_s
+    while handles["per_user_model"].busy.remote().result() and time.monotonic() < end:
+        time.sleep(0.2)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run_designs(args, registry_uri: str, users: list[str], bodies) -> tuple[dict, dict]:
+    """Deploy every design, then run interleaved rounds (a ceiling sample, then a slice of load
+    on each design), so a busy neighbour on a shared machine slows all of them alike. The
+    ceiling runs in a Ray actor like the replicas (same process kind, priority and threads)."""
+    import ray
+    from ray import serve
+
+    designs = args.designs.split(",")
+    rounds = max(1, round(args.duration_s / args.slice_s))
+    drain_s = 2.0 if args.quick else 15.0
+    start = time.perf_counter()
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=256 * 1024**2,
+             log_to_driver=False)
+    print(f"ray started in {time.perf_counter() - start:.1f} s", flush=True)
+    slices: dict[str, list[Slice]] = {d: [] for d in designs}
+    try:
+        ceiling = ray.remote(num_cpus=0)(Ceiling).remote(bodies, args.threads)
+        batch = ray.get(ceiling.calibrate.remote(0.3 if args.quick else 1.0))
+        rate = args.load_factor * ray.get(ceiling.sample.remote(args.slice_s / 2)) / PAIRS
+        print(f"best batch sizes {batch}; offered load {rate:.2f} requests/s", flush=True)
+        serve.start(http_options={"host": "127.0.0.1", "port": _free_port()})
+        start = time.perf_counter()
+        scorers, handles = deploy_all(designs, args, registry_uri)
+        print(f"deployed {designs} in {time.perf_counter() - start:.1f} s", flush=True)
+        picks = {d: zipf_picker(users, args.zipf, random.Random(args.seed + 1)) for d in designs}
+        for d in designs:
+            asyncio.run(drive(scorers[d], picks[d], bodies, rate, args.warmup_s,
+                              args.max_inflight, drain_s))
+            settle(handles)
+        for r in range(rounds):
+            sample = ray.get(ceiling.sample.remote(args.slice_s / 2))
+            for d in designs:
+                slices[d].append(asyncio.run(drive(scorers[d], picks[d], bodies, rate,
+                                                   args.slice_s, args.max_inflight, drain_s)))
+                settle(handles)
+            print(f"round {r + 1}/{rounds}: " + ", ".join(
+                f"{d} {slices[d][-1].in_window * PAIRS / args.slice_s:.0f}" for d in designs)
+                + f" pairs/s; ceiling {sample:.0f}", flush=True)
+        samples = ray.get(ceiling.samples.remote())[1:]   # the rounds' samples, not the first
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+    return {d: merge(slices[d], rate) for d in designs}, {"batch": batch, "samples": samples}
+
+
+def summarize(args, ceiling: dict, designs: dict) -> dict:
+    def ratio(a: str, b: str) -> float | None:
+        if a not in designs or b not in designs or not designs[b]["pairs_per_s"]:
+            return None
+        return designs[a]["pairs_per_s"] / designs[b]["pairs_per_s"]
+
+    mean_ceiling = statistics.fmean(ceiling["samples"])
+    hydra = designs.get("hydralm")
+    return {
+        "users": args.users,
+        "encoder_ceiling_pairs_per_s": mean_ceiling,
+        "designs": designs,
+        "efficiency": hydra["pairs_per_s"] / mean_ceiling if hydra else None,
+        "speedup_vs_per_user_batching": ratio("hydralm", "per_user_batching"),
+        "speedup_vs_per_user_model": ratio("hydralm", "per_user_model"),
+        "settings": {"quick": args.quick, "duration_s": args.duration_s,
+                     "slice_s": args.slice_s, "warmup_s": args.warmup_s,
+                     "load_factor": args.load_factor, "max_inflight": args.max_inflight,
+                     "zipf": args.zipf, "threads": args.threads, "pairs_per_request": PAIRS,
+                     "models_per_replica": args.models_per_replica, "cpus": os.cpu_count(),
+                     "ceiling_batch_sizes": ceiling["batch"],
+                     "ceiling_samples": ceiling["samples"]},
+    }
+
+
+def plot(summary: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(summary["designs"])
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    left.bar(names, [summary["designs"][n]["pairs_per_s"] for n in names], color="tab:blue")
+    left.axhline(summary["encoder_ceiling_pairs_per_s"], color="tab:red", linestyle="--",
+                 label="encoder ceiling")
+    left.set_ylabel("pairs / s")
+    left.set_title("throughput")
+    left.legend()
+    right.bar(names, [summary["designs"][n]["p99_ms"] or 0 for n in names], color="tab:orange")
+    right.set_ylabel("ms")
+    right.set_yscale("log")
+    right.set_title("p99 latency (rerank + score)")
+    for axis in (left, right):
+        axis.tick_params(axis="x", labelrotation=15)
+    fig.suptitle(f"{summary['users']} users, Zipf {summary['settings']['zipf']}, "
+                 f"{summary['settings']['threads']} threads")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    rng = random.Random(args.seed)
+    users = [f"user-{i:05d}" for i in range(args.users)]
+    bodies = make_requests(64, rng)
+    load_before = os.getloadavg()[0]
+    workdir = Path(tempfile.mkdtemp(prefix="hydralm-serve-load-"))
+    try:
+        start = time.perf_counter()
+        registry_uri = str(workdir / "registry")
+        publish_random_registry(Registry(registry_uri), users, seed=args.seed)
+        print(f"registry with {len(users)} users' heads: {time.perf_counter() - start:.1f} s",
+              flush=True)
+        designs, ceiling = run_designs(args, registry_uri, users, bodies)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    summary = summarize(args, ceiling, designs)
+    summary["settings"]["load_average"] = [load_before, os.getloadavg()[0]]
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "serve_load.json").write_text(json.dumps(summary, indent=1) + "\n")
+    plot(summary, args.out / "serve_load.png")
+    print(json.dumps({k: summary[k] for k in ("encoder_ceiling_pairs_per_s", "efficiency",
+                                              "speedup_vs_per_user_batching",
+                                              "speedup_vs_per_user_model")}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,217 @@
+"""The HTTP routes: each parses its body (serving.protocol), checks the key and limits, calls
+`HydraService`, and shapes the answer. No logic lives here; errors map in serving/errors.py.
+
+`create_api(...)` builds the FastAPI app from its parts (held in `app.state.hydra`), so the same
+routes run inside the Serve ingress (serving/app.py) and under a plain test client.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Annotated, TypeVar
+
+from fastapi import APIRouter, Depends, FastAPI, Header, Request
+from fastapi.responses import JSONResponse
+
+from hydralm.pipeline import PersonalizeResult
+from serving.auth import Authenticator, KeyGrant
+from serving.config import RequestLimits
+from serving.errors import InvalidRequest, install_error_handlers
+from serving.metrics import ServingMetrics
+from serving.middleware import BodyLimit, RequestMetrics
+from serving.protocol import (
+    Candidate,
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    CompletionRequest,
+    CompletionResponse,
+    HistoryAppendRequest,
+    HistoryAppendResponse,
+    HydraInfo,
+    ModelCard,
+    ModelList,
+    PersonalizeRequest,
+    PersonalizeResponse,
+    RerankRequest,
+    RerankResponse,
+    ScoreRequest,
+    ScoreResponse,
+    check_user_id,
+    validate_history_items,
+)
+from serving.service import Answer, HydraService, head_summary
+
+__all__ = ["HISTORY_ROUTE", "Context", "create_api", "router"]
+
+R = TypeVar("R")
+
+# `:path` so that ids with '/' (e.g. '../x') reach the handler and get a 400 naming user_id.
+HISTORY_ROUTE = "/v1/users/{user_id:path}/history"
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the routes work with; one per app."""
+
+    service: HydraService
+    auth: Authenticator
+    limits: RequestLimits
+    metrics: ServingMetrics
+
+    def user(self, grant: KeyGrant | None, user: str | None, param: str = "user") -> str:
+        return self.auth.identify(grant, user, param=param).user
+
+    async def pipeline(self, route: str, call: Awaitable[R]) -> R:
+        """Await a pipeline call, then export its stage timings and heads; the generator's
+        counters are exported whatever happened (its failures are what they count)."""
+        try:
+            out = await call
+        finally:
+            stats = getattr(self.service.generator, "stats", None)  # GeneratorClient's counters
+            if stats is not None:
+                self.metrics.generator(stats)
+        result: PersonalizeResult = out.result if isinstance(out, Answer) else out
+        self.metrics.stages(route, result.timings_ms)
+        self.metrics.heads(result.heads)
+        return out
+
+    def timed(self, route: str, stage: str, start: float) -> None:
+        self.metrics.stages(route, {stage: (time.perf_counter() - start) * 1000.0})
+
+
+def _context(request: Request) -> Context:
+    return request.app.state.hydra
+
+
+def _grant(request: Request,
+           authorization: Annotated[str | None, Header()] = None) -> KeyGrant | None:
+    """The request's key grant (None: auth off); 401 on a missing or unknown key. A dependency,
+    so it runs before the body is validated: an unauthenticated caller learns nothing."""
+    return _context(request).auth.grant(authorization)
+
+
+Ctx = Annotated[Context, Depends(_context)]
+Grant = Annotated[KeyGrant | None, Depends(_grant)]
+router = APIRouter()
+
+
+def _hydra_info(user: str, answer: Answer) -> HydraInfo:
+    r = answer.result
+    return HydraInfo(user=user, method=answer.method, head=head_summary(r.heads), heads=r.heads,
+                     prompt_item_ids=r.prompt_item_ids, adapter_scores=r.adapter_scores,
+                     timings_ms=r.timings_ms)
+
+
+def _ranking(scores: list[float]) -> list[int]:
+    return sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+
+
+@router.post("/v1/chat/completions", response_model=ChatCompletionResponse)
+async def chat_completions(body: ChatCompletionRequest, grant: Grant,
+                           ctx: Ctx) -> ChatCompletionResponse:
+    user = ctx.user(grant, body.user)
+    body.check_limits(ctx.limits)
+    answer = await ctx.pipeline("/v1/chat/completions", ctx.service.complete(
+        user, body.model, body.query(), n=body.n, max_tokens=body.token_limit()))
+    return ChatCompletionResponse.of(body.model, answer.texts, _hydra_info(user, answer))
+
+
+@router.post("/v1/completions", response_model=CompletionResponse)
+async def completions(body: CompletionRequest, grant: Grant, ctx: Ctx) -> CompletionResponse:
+    user = ctx.user(grant, body.user)
+    body.check_limits(ctx.limits)
+    answer = await ctx.pipeline("/v1/completions", ctx.service.complete(
+        user, body.model, body.query(), n=body.n, max_tokens=body.max_tokens))
+    return CompletionResponse.of(body.model, answer.texts, _hydra_info(user, answer))
+
+
+@router.post("/v1/personalize", response_model=PersonalizeResponse)
+async def personalize(body: PersonalizeRequest, grant: Grant, ctx: Ctx) -> PersonalizeResponse:
+    user = ctx.user(grant, body.user)
+    body.check_limits(ctx.limits)
+    r = await ctx.pipeline("/v1/personalize", ctx.service.personalize(
+        user, body.input, method=body.method, n_candidates=body.n_candidates,
+        max_tokens=body.max_tokens))
+    scores = r.adapter_scores or [None] * len(r.candidates)
+    return PersonalizeResponse(
+        user=user, method=body.method or ctx.service.settings.method, answer=r.answer,
+        head=head_summary(r.heads), heads=r.heads, retrieved_ids=r.retrieved_ids,
+        rerank_scores=r.rerank_scores, prompt_item_ids=r.prompt_item_ids, prompt=r.prompt,
+        candidates=[Candidate(text=t, score=s) for t, s in zip(r.candidates, scores, strict=True)],
+        timings_ms=r.timings_ms)
+
+
+@router.post("/v1/rerank", response_model=RerankResponse)
+async def rerank(body: RerankRequest, grant: Grant, ctx: Ctx) -> RerankResponse:
+    user = ctx.user(grant, body.user)
+    body.check_limits(ctx.limits)
+    items = None if body.items is None else validate_history_items(
+        body.items, ctx.service.task.name, ctx.limits, max_items=ctx.limits.max_rerank_items)
+    start = time.perf_counter()
+    scored, ids = await ctx.service.rerank(user, body.query, items=items,
+                                           item_ids=body.item_ids)
+    ctx.timed("/v1/rerank", "rerank", start)
+    ctx.metrics.heads({"reranker": scored.head})
+    return RerankResponse(user=user, head=scored.head, scores=scored.scores,
+                          ranking=_ranking(scored.scores), item_ids=ids)
+
+
+@router.post("/v1/score", response_model=ScoreResponse)
+async def score(body: ScoreRequest, grant: Grant, ctx: Ctx) -> ScoreResponse:
+    user = ctx.user(grant, body.user)
+    body.check_limits(ctx.limits)
+    start = time.perf_counter()
+    scored = await ctx.service.score(user, body.prompt, body.candidates)
+    ctx.timed("/v1/score", "adapter", start)
+    ctx.metrics.heads({"adapter": scored.head})
+    return ScoreResponse(user=user, head=scored.head, scores=scored.scores,
+                         best=_ranking(scored.scores)[0])
+
+
+@router.post(HISTORY_ROUTE, response_model=HistoryAppendResponse)
+async def append_history(user_id: str, body: HistoryAppendRequest, grant: Grant,
+                         ctx: Ctx) -> HistoryAppendResponse:
+    try:
+        check_user_id(user_id)
+    except ValueError as exc:
+        raise InvalidRequest(f"user_id: {exc}", param="user_id") from exc
+    user = ctx.user(grant, user_id, param="user_id")
+    items = validate_history_items(body.items, ctx.service.task.name, ctx.limits,
+                                   max_items=ctx.limits.max_history_items)
+    start = time.perf_counter()
+    length = await ctx.service.append_history(user, items)
+    ctx.timed(HISTORY_ROUTE, "history", start)
+    return HistoryAppendResponse(user=user, appended=len(items), history_length=length)
+
+
+@router.get("/v1/models", response_model=ModelList)
+async def models(grant: Grant, ctx: Ctx) -> ModelList:
+    return ModelList(data=[ModelCard(id=m) for m in ctx.service.model_ids()])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(ctx: Ctx) -> JSONResponse:
+    checks = await ctx.service.readiness()
+    ready = all(v == "ok" for v in checks.values())
+    return JSONResponse({"status": "ready" if ready else "unavailable", "checks": checks},
+                        status_code=200 if ready else 503)
+
+
+def create_api(service: HydraService, auth: Authenticator, limits: RequestLimits,
+               metrics: ServingMetrics) -> FastAPI:
+    """The FastAPI app of the hydralm API over `service`."""
+    api = FastAPI(title="hydralm", summary="HYDRA-personalized, OpenAI-compatible LLM API",
+                  version="0.1.0")
+    api.state.hydra = Context(service=service, auth=auth, limits=limits, metrics=metrics)
+    install_error_handlers(api)
+    api.include_router(router)
+    api.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
+    api.add_middleware(RequestMetrics, metrics=metrics)  # outermost: sees 413s too
+    return api

@@ -1,0 +1,172 @@
+"""What the routes call: HYDRA's pipeline and its two models for one user, and the user's history.
+
+`HydraService` holds no per-user state (the Scorer holds the heads, the store the histories), so
+one instance serves every user of a replica. It speaks in library types (PersonalizeResult,
+PairScores) and raises `serving.errors` ApiErrors for what the caller got wrong; the routes
+(serving/ingress.py) only translate HTTP to these calls and back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from hydralm.pipeline import (
+    METHODS,
+    Generator,
+    HistoryStore,
+    PairScorer,
+    PairScores,
+    Personalizer,
+    PersonalizeResult,
+    reranker_pairs,
+)
+from serving.errors import Conflict, InvalidRequest, NotFound
+
+__all__ = ["Answer", "HydraService", "PipelineSettings", "ReadinessCheck", "head_summary"]
+
+log = logging.getLogger(__name__)
+
+# A readiness probe: raises (any error) when its dependency is unreachable.
+ReadinessCheck = Callable[[], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """The pipeline sizes and the model ids the service answers to."""
+
+    model_name: str = "hydralm"
+    method: str = "hydra"
+    n_candidates: int = 8
+    k_retrieve: int = 10
+    k_prompt: int = 4
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The `n` best answers of a completion (best first) and the full pipeline result."""
+
+    texts: list[str]
+    method: str
+    result: PersonalizeResult
+
+
+def head_summary(heads: dict[str, str]) -> str:
+    """One word for the response: global if any model fell back to the global head."""
+    if not heads:
+        return "none"
+    return "global" if "global" in heads.values() else "user"
+
+
+class HydraService:
+    """Personalization, reranking, scoring and history for the users of one task."""
+
+    def __init__(self, *, task, scorer: PairScorer, generator: Generator, history: HistoryStore,
+                 settings: PipelineSettings,
+                 checks: dict[str, ReadinessCheck] | None = None) -> None:
+        self.task, self.scorer, self.generator, self.history = task, scorer, generator, history
+        self.settings = settings
+        self._checks = dict(checks or {})
+
+    # ---- models -----------------------------------------------------------------------------
+
+    def model_ids(self) -> list[str]:
+        """`<model_name>` (the default method) and `<model_name>:<method>` for every method."""
+        name = self.settings.model_name
+        return [name] + [f"{name}:{m}" for m in METHODS]
+
+    def method_for_model(self, model: str) -> str:
+        name = self.settings.model_name
+        if model == name:
+            return self.settings.method
+        prefix, _, method = model.partition(":")
+        if prefix == name and method in METHODS:
+            return method
+        raise NotFound(f"model: unknown model {model!r}; GET /v1/models lists "
+                       f"{self.model_ids()}", param="model", code="model_not_found")
+
+    # ---- the pipeline -----------------------------------------------------------------------
+
+    async def personalize(self, user: str, query: str, *, method: str | None = None,
+                          n_candidates: int | None = None,
+                          max_tokens: int | None = None) -> PersonalizeResult:
+        method = method or self.settings.method
+        if method not in METHODS:
+            raise InvalidRequest(f"method: unknown method {method!r}; choose one of "
+                                 f"{sorted(METHODS)}", param="method")
+        personalizer = Personalizer(
+            self.task, self.scorer, self.generator, self.history,
+            k_retrieve=self.settings.k_retrieve, k_prompt=self.settings.k_prompt,
+            n_candidates=self.settings.n_candidates, max_tokens=max_tokens)
+        return await personalizer.run(user, query, method, n_candidates=n_candidates)
+
+    async def complete(self, user: str, model: str, query: str, *, n: int = 1,
+                       max_tokens: int | None = None) -> Answer:
+        """The OpenAI routes: the `n` best of the candidates by adapter score."""
+        method = self.method_for_model(model)
+        if n > 1 and METHODS[method].selection != "adapter":
+            raise InvalidRequest(f"n: method {method!r} answers greedily with one sample; "
+                                 f"n must be 1, got {n}", param="n")
+        samples = max(n, self.settings.n_candidates)
+        result = await self.personalize(user, query, method=method, n_candidates=samples,
+                                        max_tokens=max_tokens)
+        # Best first, ties to the earlier sample: order[0] is the pipeline's own pick.
+        scores = result.adapter_scores or [0.0] * len(result.candidates)
+        order = sorted(range(len(result.candidates)), key=lambda i: (-scores[i], i))
+        texts = [result.candidates[i] for i in order[:n]] or [result.answer]
+        assert texts[0] == result.answer, "ranking disagrees with the pipeline's pick"
+        return Answer(texts=texts, method=method, result=result)
+
+    # ---- the two models alone ---------------------------------------------------------------
+
+    async def rerank(self, user: str, query: str, items: list[dict] | None = None,
+                     item_ids: list[str] | None = None) -> tuple[PairScores, list[str]]:
+        """Reranker scores of the query against `items`, or the user's stored items by id."""
+        if items is None:
+            items = await self._stored_items(user, item_ids or [])
+        firsts, seconds = reranker_pairs(self.task, query, items)
+        scored = await self.scorer.score("reranker", user, firsts, seconds)
+        return scored, [str(i["id"]) for i in items]
+
+    async def score(self, user: str, prompt: str, candidates: list[str]) -> PairScores:
+        return await self.scorer.score("adapter", user, [prompt] * len(candidates),
+                                       list(candidates))
+
+    async def _stored_items(self, user: str, ids: list[str]) -> list[dict]:
+        by_id = {str(i.get("id")): i for i in await asyncio.to_thread(self.history.get, user)}
+        missing = [(n, i) for n, i in enumerate(ids) if i not in by_id]
+        if missing:
+            n, item_id = missing[0]
+            raise NotFound(f"item_ids.{n}: user {user!r} has no history item {item_id!r}",
+                           param=f"item_ids.{n}", code="item_not_found")
+        return [by_id[i] for i in ids]
+
+    # ---- history ----------------------------------------------------------------------------
+
+    async def append_history(self, user: str, items: list[dict]) -> int:
+        """Append validated items durably; an id the user already has is a 409 (a retried
+        append that already landed shows up as this, not as a duplicate)."""
+        existing = {str(i.get("id")) for i in await asyncio.to_thread(self.history.get, user)}
+        for n, item in enumerate(items):
+            if item["id"] in existing:
+                raise Conflict(f"items.{n}.id: user {user!r} already has an item with id "
+                               f"{item['id']!r}", param=f"items.{n}.id", code="duplicate_item")
+        return await asyncio.to_thread(self.history.append, user, items)
+
+    # ---- readiness --------------------------------------------------------------------------
+
+    async def readiness(self, timeout_s: float = 5.0) -> dict[str, str]:
+        """'ok' or the failure of each dependency (scorer, generator), checked concurrently."""
+
+        async def run(check: ReadinessCheck) -> str:
+            try:
+                await asyncio.wait_for(check(), timeout=timeout_s)
+                return "ok"
+            except Exception as exc:  # noqa: BLE001 - a probe reports any failure as not ready
+                return f"{type(exc).__name__}: {str(exc)[:200]}"
+
+        names = sorted(self._checks)
+        results = await asyncio.gather(*(run(self._checks[n]) for n in names))
+        return dict(zip(names, results, strict=True))
