@@ -1,0 +1,53 @@
+"""Publishing trained models as a base bundle: both kinds under one base version, the kind not
+retrained carried over with its heads, and serving's bundle reader loading what training wrote."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hydralm.artifacts import Registry
+from hydralm.errors import NotFoundError
+from hydralm.model import BaseEncoder, HeadBank, ModelConfig
+from hydralm.scoring.bundle import load_bundle_encoders
+from training.bases import TrainedModel, bundle_config, load_kind_base, publish_models
+
+
+def _trained(kind: str, encoder_dir, users: list[str], seed: int) -> TrainedModel:
+    config = ModelConfig(encoder_path=str(encoder_dir), max_length=16)
+    encoder = BaseEncoder.from_config(config)
+    with torch.no_grad():
+        for p in encoder.parameters():
+            p.add_(seed)   # two kinds with visibly different weights
+    bank = HeadBank(len(users) + 1, encoder.dim, generator=torch.Generator().manual_seed(seed))
+    heads = {u: bank.extract(i) for i, u in enumerate(users)}
+    return TrainedModel(kind, encoder.state_dict(), config, heads, bank.extract(len(users)),
+                        {"run": f"{kind}-run", "global_step": seed})
+
+
+def test_each_kind_is_published_and_the_other_carried_over(tmp_path, tiny_encoder):
+    registry = Registry(str(tmp_path / "registry"))
+    with pytest.raises(NotFoundError, match="run `hydralm train` first"):
+        load_kind_base(registry, "reranker")
+    reranker = _trained("reranker", tiny_encoder, ["a", "b"], seed=1)
+    first = publish_models(registry, [reranker])
+    assert bundle_config(registry)["kinds"].keys() == {"reranker"}
+    adapter = _trained("adapter", tiny_encoder, ["a", "c"], seed=2)
+    second = publish_models(registry, [adapter])
+    assert second != first and registry.base_version() == second
+    config = bundle_config(registry)
+    assert config["kinds"]["reranker"]["info"] == {"run": "reranker-run", "global_step": 1}
+    # The reranker's heads were saved again for the new base and load unchanged.
+    for user in ("a", "b"):
+        assert torch.equal(registry.load_head("reranker", user).w1, reranker.heads[user].w1)
+    assert torch.equal(registry.load_global_head("adapter").b2, adapter.global_head.b2)
+    assert registry.list_users("adapter") == ["a", "c"]
+    assert registry.verify() == []
+    # Serving's reader and training's agree on the weights of each kind.
+    encoders = load_bundle_encoders(registry, ["reranker", "adapter"], second)
+    mine, _ = load_kind_base(registry, "adapter")
+    for key, value in adapter.base_state.items():
+        assert torch.equal(encoders["adapter"].state_dict()[key], value)
+        assert torch.equal(mine.state_dict()[key], value)
+    assert not torch.equal(encoders["reranker"].state_dict()[key],
+                           encoders["adapter"].state_dict()[key])

@@ -1,0 +1,121 @@
+"""Publishing trained models to the registry, and loading a kind's base back from it.
+
+The registry has one current base version for everything it holds, while HYDRA has two models
+(reranker and adapter), each with its own base. So a published base is a *bundle*: one
+safetensors state dict holding both encoders under the prefixes `reranker.` and `adapter.`, and a
+config `{"format": "hydralm-base-bundle/1", "kinds": {kind: {"model": ModelConfig, "dim": d,
+"info": {...}}}}` (the format of `hydralm.scoring.bundle`, which serving reads it with).
+Publishing a new bundle invalidates every head saved for the old version, so the heads of a kind
+that was not retrained are saved again with the new version (same tensors: its base did not
+change); heads of a retrained kind are the ones just trained (new users are refitted by
+`hydralm fit-users`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from hydralm.artifacts import Registry
+from hydralm.artifacts.serialize import sha256
+from hydralm.errors import ArtifactError, NotFoundError
+from hydralm.model import BaseEncoder, HeadState, ModelConfig
+from hydralm.scoring.bundle import BUNDLE_FORMAT, load_bundle_encoders
+
+__all__ = ["BUNDLE_FORMAT", "TrainedModel", "bundle_config", "load_kind_base", "publish_models"]
+
+log = logging.getLogger(__name__)
+
+KINDS = ("reranker", "adapter")
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """One trained kind: its base weights and config, its users' heads and the global head."""
+
+    kind: str
+    base_state: Mapping[str, Tensor]
+    model: ModelConfig
+    heads: Mapping[str, HeadState]
+    global_head: HeadState | None
+    info: Mapping[str, Any]
+
+
+def _carried_over(registry: Registry, kind: str, state: Mapping[str, Tensor],
+                  config: Mapping[str, Any]) -> TrainedModel | None:
+    """The kind as the registry holds it now (base part, heads, global head), or None."""
+    entry = config.get("kinds", {}).get(kind)
+    if entry is None:
+        return None
+    prefix = f"{kind}."
+    base_state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    heads = {user: registry.load_head(kind, user) for user in registry.list_users(kind)}
+    try:
+        global_head = registry.load_global_head(kind)
+    except NotFoundError:
+        global_head = None
+    return TrainedModel(kind, base_state, ModelConfig.from_dict(entry["model"]), heads,
+                        global_head, entry.get("info", {}))
+
+
+def publish_models(registry: Registry, trained: Sequence[TrainedModel]) -> str:
+    """Publish a bundle with the trained kinds (and the other kind carried over); save every
+    head with the new version. Returns the new base version."""
+    models = {t.kind: t for t in trained}
+    if registry.base_version() is not None and len(models) < len(KINDS):
+        state, config = registry.load_base()
+        if config.get("format") != BUNDLE_FORMAT:
+            raise ArtifactError(f"the registry's current base is not a {BUNDLE_FORMAT} bundle "
+                                f"(format {config.get('format')!r}); publish both kinds")
+        for kind in KINDS:
+            if kind not in models:
+                old = _carried_over(registry, kind, state, config)
+                if old is not None:
+                    models[kind] = old
+    bundle: dict[str, Tensor] = {}
+    kinds: dict[str, Any] = {}
+    for kind, model in sorted(models.items()):
+        bundle.update({f"{kind}.{k}": v for k, v in model.base_state.items()})
+        dim = next(iter(model.heads.values())).dim if model.heads else None
+        kinds[kind] = {"model": model.model.model_dump(mode="json"), "dim": dim,
+                       "info": dict(model.info)}
+    version = registry.publish_base(bundle, {"format": BUNDLE_FORMAT, "kinds": kinds})
+    for kind, model in sorted(models.items()):
+        if model.heads:
+            registry.save_heads(kind, dict(model.heads), version)
+        if model.global_head is not None:
+            registry.save_global_head(kind, model.global_head, version)
+        log.info("published %s: %d heads%s on base %s", kind, len(model.heads),
+                 " + global head" if model.global_head is not None else "", version)
+    return version
+
+
+def bundle_config(registry: Registry, version: str | None = None) -> dict[str, Any] | None:
+    """The config of the current (or given) bundle without reading its weights; None when the
+    registry has no base yet or the base is not a bundle."""
+    manifest = registry.manifest()
+    version = version or manifest.base_version
+    entry = manifest.bases.get(version) if version else None
+    if entry is None:
+        return None
+    data = registry.storage.get(entry.config.key)
+    if sha256(data) != entry.config.sha256:
+        raise ArtifactError(f"base {version}: checksum mismatch for {entry.config.key!r}")
+    config = json.loads(data)
+    return config if config.get("format") == BUNDLE_FORMAT else None
+
+
+def load_kind_base(registry: Registry, kind: str, *, device: str | torch.device = "cpu",
+                   version: str | None = None) -> tuple[BaseEncoder, str]:
+    """The `kind` encoder of the current (or given) bundle, in eval mode, and its version."""
+    version = version or registry.base_version()
+    if version is None:
+        raise NotFoundError(f"no base in the registry {registry.storage.uri}: run "
+                            "`hydralm train` first")
+    return load_bundle_encoders(registry, [kind], version, device=device)[kind], version

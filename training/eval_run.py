@@ -1,0 +1,212 @@
+"""The quality benchmark's run: per seed, HYDRA's training job, then every method on the test
+users' held-out queries; then intervals, the result document, its table and its chart.
+
+```
+for seed in cfg.seeds:
+    job = cfg.job(seed)                      users drawn by seed, own work dir, shared cache
+    labels -> train -> fit-users             training users: bases + heads; test users: heads
+                                             fitted on their own history only
+    run_queries(Personalizer(...))           every method on the test users' queries
+bootstrap over queries, averaged over seeds  -> quality_<dataset>_<task>.{json,md,png}
+```
+Every generator call goes through the response cache in `cfg.generator.cache`: a re-run of the
+same config makes no generator call and writes the same table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hydralm.artifacts import Registry
+from hydralm.data import Dataset
+from hydralm.data.fs import join_uri
+from hydralm.evaluation import (
+    HISTORY_KNN,
+    EvalConfig,
+    EvalQuery,
+    MemoryHistory,
+    QueryOutcome,
+    QueryScores,
+    bootstrap,
+    build_result,
+    markdown_table,
+    needs_scorer,
+    oracle_name,
+    plot_result,
+    run_queries,
+    selection_diagnostics,
+)
+from hydralm.generator import GeneratorClient
+from hydralm.jobconfig import JobConfig
+from hydralm.pipeline import Personalizer
+from hydralm.scoring import LocalPairScorer
+from hydralm.tasks import get_task
+from training.eval_train import train_seed
+from training.files import write_atomic
+from training.llm import embedded_generator
+from training.ray_env import ray_session
+from training.users import prepare_users
+
+__all__ = ["SeedRun", "evaluate_seed", "generator_name", "run_eval", "summarize", "write_outputs"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SeedRun:
+    """One seed's answers and what producing them cost."""
+
+    seed: int
+    users: dict[str, int]
+    outcomes: list[QueryOutcome]
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def _test_queries(dataset: Dataset, users: tuple[str, ...],
+                  per_user: int | None) -> tuple[list[EvalQuery], dict[str, tuple[dict, ...]]]:
+    queries, histories = [], {}
+    for user in users:
+        histories[user] = dataset.profile(user)
+        for record in dataset.queries(user)[:per_user]:
+            if record.gold is None:
+                raise ValueError(f"test query {record.id!r} of user {user!r} has no gold: "
+                                 "evaluation needs the outputs file of the test split")
+            queries.append(EvalQuery(user, record.id, record.input, record.gold))
+    return queries, histories
+
+
+def _scorer(job: JobConfig, methods: list[str]) -> LocalPairScorer | None:
+    """The trained models in this process, when a HYDRA method is evaluated."""
+    if not any(needs_scorer(m) for m in methods):
+        return None
+    scorer = LocalPairScorer(Registry(job.paths.registry))
+    scorer.load()
+    return scorer
+
+
+def evaluate_seed(cfg: EvalConfig, job: JobConfig, seed: int, *, base_url: str,
+                  progress: bool = True) -> SeedRun:
+    """Every method on the held-out queries of this seed's test users (models already trained)."""
+    task = get_task(cfg.task)
+    dataset, split = prepare_users(job)
+    queries, histories = _test_queries(dataset, split.test, cfg.max_queries_per_user)
+    if not queries:
+        raise ValueError(f"seed {seed}: the {len(split.test)} test users have no queries")
+    client = GeneratorClient(job.generator, base_url=base_url)
+    scorer = _scorer(job, cfg.methods)
+    labels = job.labels
+    personalizer = Personalizer(
+        task, scorer, client, MemoryHistory(histories),
+        k_retrieve=labels.k_retrieve, k_prompt=labels.k_prompt,
+        n_candidates=labels.n_candidates, max_tokens=labels.answer_tokens(task.kind))
+
+    async def run() -> list[QueryOutcome]:
+        try:
+            return await run_queries(personalizer, queries, cfg.methods,
+                                     knn_k=labels.k_prompt, concurrency=cfg.concurrency,
+                                     progress=progress, desc=f"eval seed {seed}")
+        finally:
+            await client.aclose()
+
+    start = time.monotonic()
+    try:
+        outcomes = asyncio.run(run())
+    finally:
+        if scorer is not None:
+            scorer.close()
+    hits = client.cache.hits if client.cache is not None else 0
+    stats = {"queries": len(queries), "generator_calls": client.stats.calls,
+             "cache_hits": hits, "seconds": round(time.monotonic() - start, 1),
+             "user_heads": _user_head_share(outcomes),
+             "selection": selection_diagnostics(task, outcomes)}
+    _write_predictions(join_uri(job.paths.work_dir, "eval", "predictions.jsonl"), outcomes)
+    log.info("seed %d: %s", seed, stats)
+    return SeedRun(seed, {"train": len(split.train), "test": len(split.test)}, outcomes, stats)
+
+
+def _user_head_share(outcomes: list[QueryOutcome]) -> dict[str, float]:
+    """Per HYDRA model, the share of its uses served by the test user's own head (the rest by
+    the global head): 1.0 when every test user's heads were fitted."""
+    uses: dict[str, list[bool]] = {}
+    for outcome in outcomes:
+        for heads in outcome.heads.values():
+            for model, head in heads.items():
+                uses.setdefault(model, []).append(head == "user")
+    return {model: sum(flags) / len(flags) for model, flags in sorted(uses.items())}
+
+
+def _write_predictions(uri: str, outcomes: list[QueryOutcome]) -> None:
+    lines = [json.dumps(o.to_dict(), ensure_ascii=False, sort_keys=True) for o in outcomes]
+    write_atomic(uri, ("\n".join(lines) + "\n").encode("utf-8"))
+
+
+def _rows(cfg: EvalConfig) -> list[str]:
+    rows = [*cfg.methods, HISTORY_KNN]
+    if "hydra" in cfg.methods:
+        rows.append(oracle_name(cfg.labels.n_candidates))
+    return rows
+
+
+def summarize(cfg: EvalConfig, runs: list[SeedRun], *, generator: str,
+              run_info: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The result document: every row's metrics over the seeds with bootstrap intervals."""
+    task = get_task(cfg.task)
+    methods = {}
+    for row in _rows(cfg):
+        scores = [QueryScores(task, [o.answers[row] for o in run.outcomes],
+                              [o.gold for o in run.outcomes]) for run in runs]
+        methods[row] = bootstrap(scores, resamples=cfg.bootstrap.resamples,
+                                 confidence=cfg.bootstrap.confidence, seed=cfg.bootstrap.seed)
+    return build_result(dataset=cfg.dataset_name, task=task, generator=generator,
+                        users=runs[0].users, seeds=[r.seed for r in runs], methods=methods,
+                        run=run_info)
+
+
+def write_outputs(cfg: EvalConfig, result: dict[str, Any]) -> dict[str, Path]:
+    """quality_<dataset>_<task>.json, .md and .png in cfg.results_dir; returns their paths."""
+    stem = Path(cfg.results_dir) / cfg.result_stem
+    paths = {"json": stem.with_suffix(".json"), "markdown": stem.with_suffix(".md"),
+             "png": stem.with_suffix(".png")}
+    write_atomic(str(paths["json"]), (json.dumps(result, indent=2) + "\n").encode("utf-8"))
+    write_atomic(str(paths["markdown"]), markdown_table(result).encode("utf-8"))
+    plot_result(result, paths["png"])
+    return paths
+
+
+def generator_name(cfg: EvalConfig) -> str:
+    """How the result names its generator: the model, and where it ran."""
+    embedded = cfg.generator.backend == "embedded" and not cfg.generator.effective_base_url()
+    where = "embedded vLLM" if embedded else (
+        "OpenAI-compatible API" if cfg.generator.backend == "openai" else "vLLM at a URL")
+    return f"{cfg.generator.model} ({where})"
+
+
+def run_eval(cfg: EvalConfig, *, ray_address: str | None = None,
+             progress: bool = True) -> tuple[dict[str, Any], dict[str, Path]]:
+    """The whole benchmark for `cfg`; returns the result document and the files written."""
+    start = time.monotonic()
+    runs, training = [], {}
+    with ray_session(ray_address), embedded_generator(cfg.generator) as base_url:
+        for seed in cfg.seeds:
+            job = cfg.job(seed)
+            training[str(seed)] = train_seed(
+                job, base_url=base_url, progress=progress,
+                hydra=any(needs_scorer(m) for m in cfg.methods))
+            runs.append(evaluate_seed(cfg, job, seed, base_url=base_url, progress=progress))
+    info = {
+        "queries": sum(r.stats["queries"] for r in runs),
+        "generator_calls": sum(r.stats["generator_calls"] for r in runs)
+        + sum(t.get("generator_calls", 0) for t in training.values()),
+        "eval": {str(r.seed): r.stats for r in runs},
+        "training": training,
+        "seconds": round(time.monotonic() - start, 1),
+        "work_dir": cfg.work_path,
+    }
+    result = summarize(cfg, runs, generator=generator_name(cfg), run_info=info)
+    return result, write_outputs(cfg, result)

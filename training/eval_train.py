@@ -1,0 +1,72 @@
+"""One seed's HYDRA training for the quality benchmark, in the paper's order.
+
+reranker labels (training users, and test users from their own history only) -> train the
+reranker -> adapter labels (prompts reranked by the trained reranker) -> train the adapter ->
+fit the test users' heads on the frozen bases. These are the job's own stages
+(`training.stages`), each skipping what is already done (label shards, finished Ray Train runs,
+fitted heads), so a re-run makes no generator call.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from hydralm.artifacts import Registry
+from hydralm.data.fs import join_uri
+from hydralm.jobconfig import JobConfig
+from training.bases import bundle_config
+from training.label_store import read_manifest
+from training.stages import KINDS, STAGES, fit_stage, labels_stage, plan_label_runs, train_stage
+from training.train_job import run_name
+from training.users import prepare_users
+
+__all__ = ["train_seed"]
+
+log = logging.getLogger(__name__)
+
+
+def train_seed(job: JobConfig, *, base_url: str, progress: bool = True,
+               hydra: bool = True) -> dict[str, Any]:
+    """Prepare the seed's users and, when `hydra`, train both models and fit the test users'
+    heads; returns a JSON-able summary with the generator calls the labels made."""
+    start = time.monotonic()
+    _, split = prepare_users(job)
+    summary: dict[str, Any] = {"train_users": len(split.train), "test_users": len(split.test),
+                               "generator_calls": 0}
+    if not hydra:
+        return summary
+    labels, trained = [], {}
+    for kind in KINDS:
+        plans = plan_label_runs(job, [kind], STAGES)
+        labels += labels_stage(job, plans, base_url=base_url, progress=progress)
+        published = _published_run(job, kind)
+        if published is not None:
+            log.info("%s: the registry holds run %s of these labels; not retrained", kind,
+                     published)
+            trained[kind] = {"model": kind, "run": published, "skipped": True}
+        else:
+            trained[kind] = train_stage(job, [kind], progress=progress)["models"][0]
+    fitted = fit_stage(job, KINDS, progress=progress)
+    summary.update(generator_calls=sum(s["generator_calls"] for s in labels), labels=labels,
+                   train=trained, fit=fitted, seconds=round(time.monotonic() - start, 1))
+    log.info("trained %s: %d label runs, %d generator calls", job.paths.work_dir, len(labels),
+             summary["generator_calls"])
+    # Summaries may hold paths and numpy scalars: keep what JSON can say.
+    return json.loads(json.dumps(summary, default=str))
+
+
+def _published_run(job: JobConfig, kind: str) -> str | None:
+    """The run name of `kind` in the registry when it is the run these labels and settings make
+    (then training again would only republish the same model under a new base version, which
+    invalidates the test users' fitted heads); else None."""
+    config = bundle_config(Registry(job.paths.registry))
+    info = (((config or {}).get("kinds") or {}).get(kind) or {}).get("info") or {}
+    if not info.get("run"):
+        return None
+    directory = job.paths.labels_dir(kind, "train")
+    files = [join_uri(directory, s["name"]) for s in read_manifest(job, kind, "train")["shards"]]
+    expected = run_name(job, kind, files)
+    return expected if info["run"] == expected else None

@@ -1,0 +1,176 @@
+"""The fit stage on Ray: fresh heads for new users on the frozen base, sharded by user bucket.
+
+```
+fit labels of pending users (history-only pseudo-query pairs)
+  -> ray.data.from_arrow(...).map_batches(Embedder)   the frozen base embeds every pair ONCE
+  -> write_parquet(partition_cols=["bucket"])          <work_dir>/fit/<kind>/<base>/<key>/bucket=K
+  -> one Ray task per bucket                           fits its users' heads on those vectors
+                                                       (every epoch reuses them) and saves them
+                                                       with ONE Registry.save_heads
+```
+A re-run skips users whose head in the registry belongs to the current base, and reuses the
+embeddings when they are already complete (a `_SUCCESS` file marks that). A bucket either saved
+all its heads (one manifest update) or none, so a killed job leaves a consistent registry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pds
+import pyarrow.fs as pafs
+import ray
+import ray.data
+from tqdm import tqdm
+
+from hydralm.artifacts import Registry
+from hydralm.data import user_bucket
+from hydralm.data.fs import filesystem_for, join_uri
+from hydralm.errors import NotFoundError
+from hydralm.jobconfig import JobConfig
+from training.bases import load_kind_base
+from training.files import exists, write_json
+from training.fit_heads import embeddings_table, fit_user_heads, head_fit_config
+from training.label_store import read_labels
+from training.ray_env import worker_env
+from training.users import UserSplit
+
+__all__ = ["Embedder", "fitted_users", "run_fit"]
+
+log = logging.getLogger(__name__)
+
+_SUCCESS = "_SUCCESS"
+
+
+def fitted_users(registry: Registry, kind: str, base_version: str) -> set[str]:
+    """Users whose `kind` head in the registry was fitted on `base_version`."""
+    return {u for u, e in registry.head_index(kind).items() if e.base_version == base_version}
+
+
+class Embedder:
+    """A Ray Data actor holding the frozen base: pairs in, (user, bucket, label, vector) out."""
+
+    def __init__(self, registry_uri: str, kind: str, base_version: str, batch_size: int) -> None:
+        self.encoder, _ = load_kind_base(Registry(registry_uri), kind, version=base_version)
+        self.batch_size = batch_size
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        vectors = self.encoder.embed(batch["first"].to_pylist(), batch["second"].to_pylist(),
+                                     batch_size=self.batch_size).numpy()
+        out = embeddings_table(batch["user_id"].to_pylist(), batch["label"].to_pylist(), vectors)
+        return out.append_column("bucket", batch["bucket"])
+
+
+def _embed(cfg: JobConfig, kind: str, version: str, labels: pa.Table, users: Sequence[str],
+           ) -> tuple[str, float]:
+    """Embed the pending users' pairs once (or reuse a complete earlier run); (uri, seconds)."""
+    key = hashlib.sha256(json.dumps(sorted(users)).encode()).hexdigest()[:12]
+    uri = join_uri(cfg.paths.work_dir, "fit", kind, version, key)
+    if exists(join_uri(uri, _SUCCESS)):
+        log.info("reusing the %s embeddings in %s", kind, uri)
+        return uri, 0.0
+    start = time.monotonic()
+    buckets = pa.array([user_bucket(u, cfg.fit.num_buckets)
+                        for u in labels["user_id"].to_pylist()], pa.int32())
+    table = labels.select(["user_id", "first", "second", "label"]).append_column("bucket",
+                                                                                 buckets)
+    fs, path = filesystem_for(uri)
+    if fs.get_file_info(path).type != pafs.FileType.NotFound:
+        fs.delete_dir(path)   # files of an interrupted run: never mixed with this one's
+    ray.data.from_arrow(table).map_batches(
+        Embedder, fn_constructor_kwargs={"registry_uri": cfg.paths.registry, "kind": kind,
+                                         "base_version": version,
+                                         "batch_size": cfg.fit.embed_batch_size},
+        batch_size=cfg.fit.embed_batch_size, batch_format="pyarrow", num_cpus=1,
+        runtime_env=worker_env() or None,
+        compute=ray.data.ActorPoolStrategy(size=cfg.fit.embed_concurrency),
+    ).write_parquet(path, filesystem=fs, partition_cols=["bucket"])
+    write_json(join_uri(uri, _SUCCESS), {"users": len(users), "rows": labels.num_rows})
+    return uri, time.monotonic() - start
+
+
+@ray.remote
+def _fit_bucket(cfg: JobConfig, kind: str, version: str, embeddings_uri: str, bucket: int,
+                users: list[str], crash: bool) -> dict[str, Any]:
+    """Fit one bucket's pending users and save their heads in one manifest update."""
+    start = time.monotonic()
+    registry = Registry(cfg.paths.registry)
+    todo = sorted(set(users) - fitted_users(registry, kind, version))
+    fs, path = filesystem_for(join_uri(embeddings_uri, f"bucket={bucket}"))
+    table = pds.dataset(path, filesystem=fs, format="parquet").to_table(
+        filter=pc.field("user_id").isin(todo))
+    init = registry.load_global_head(kind) if cfg.fit.init == "global" else None
+    heads = fit_user_heads(table, todo, head_fit_config(cfg.fit, cfg.model(kind).dropout),
+                           max_users_per_fit=cfg.fit.max_users_per_fit, init=init)
+    if crash:
+        raise RuntimeError(f"injected failure in bucket {bucket} before saving its heads")
+    if heads:
+        registry.save_heads(kind, heads, version)
+    return {"bucket": bucket, "fitted": len(heads), "rows": table.num_rows,
+            "seconds": time.monotonic() - start}
+
+
+def _fan_out(cfg: JobConfig, kind: str, version: str, embeddings_uri: str,
+             buckets: dict[int, list[str]], crash_bucket: int | None,
+             progress: bool) -> list[dict[str, Any]]:
+    """One task per bucket; waits for all of them, then raises the first failure if any."""
+    task = _fit_bucket.options(num_cpus=cfg.fit.cpus_per_task, runtime_env=worker_env() or None)
+    pending = [task.remote(cfg, kind, version, embeddings_uri, b, users, b == crash_bucket)
+               for b, users in sorted(buckets.items())]
+    results, errors = [], []
+    with tqdm(total=len(pending), desc=f"fit {kind}", unit=" bucket",
+              disable=not progress) as bar:
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            try:
+                results.append(ray.get(done[0]))
+            except ray.exceptions.RayTaskError as exc:
+                errors.append(exc)
+            bar.update(1)
+            bar.set_postfix(users=sum(r["fitted"] for r in results), failed=len(errors))
+    if errors:
+        raise errors[0]
+    return results
+
+
+def _fit_kind(cfg: JobConfig, split: UserSplit, kind: str, crash_bucket: int | None,
+              progress: bool) -> dict[str, Any]:
+    start = time.monotonic()
+    registry = Registry(cfg.paths.registry)
+    version = registry.base_version()
+    if version is None:
+        raise NotFoundError(f"no base in {cfg.paths.registry}: run `hydralm train` first")
+    done = fitted_users(registry, kind, version) & set(split.test)
+    pending = [u for u in split.test if u not in done]
+    labels = read_labels(cfg, kind, "fit", users=pending) if pending else None
+    with_data = sorted(set(labels["user_id"].to_pylist())) if labels is not None else []
+    summary = {"model": kind, "base_version": version, "new_users": len(split.test),
+               "already_fitted": len(done), "fitted": 0,
+               "without_data": len(pending) - len(with_data), "buckets": 0, "rows": 0,
+               "embed_seconds": 0.0}
+    if with_data:
+        uri, summary["embed_seconds"] = _embed(cfg, kind, version, labels, with_data)
+        buckets: dict[int, list[str]] = {}
+        for user in with_data:
+            buckets.setdefault(user_bucket(user, cfg.fit.num_buckets), []).append(user)
+        results = _fan_out(cfg, kind, version, uri, buckets, crash_bucket, progress)
+        summary.update(fitted=sum(r["fitted"] for r in results), buckets=len(results),
+                       rows=sum(r["rows"] for r in results))
+    summary["seconds"] = round(time.monotonic() - start, 1)
+    summary["embed_seconds"] = round(summary["embed_seconds"], 1)
+    return summary
+
+
+def run_fit(cfg: JobConfig, split: UserSplit, kinds: Sequence[str], *,
+            crash_bucket: int | None = None, progress: bool = True) -> dict[str, Any]:
+    """Fit the new users' heads of each kind; `crash_bucket` is a test hook (that bucket's task
+    fails before saving)."""
+    return {"registry": cfg.paths.registry,
+            "models": [_fit_kind(cfg, split, kind, crash_bucket, progress) for kind in kinds]}

@@ -1,0 +1,90 @@
+"""Joining Ray for a job (`--ray-address` or a local loopback Ray), and the pyarrow filesystem Ray
+Train checkpoints to."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+
+import pyarrow.fs as pafs
+import ray
+import ray.data
+
+from hydralm.data.fs import filesystem_for, is_remote, s3_endpoint
+from hydralm.settings import env_str
+from training.llm import local_ray
+
+__all__ = ["FORWARDED_ENV", "quiet_ray_data", "ray_session", "storage_target", "worker_env"]
+
+# What a job's Ray workers need to reach s3:// paths: forwarded from the driver when set there.
+FORWARDED_ENV = ("HYDRALM_S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                 "AWS_DEFAULT_REGION")
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None = None, *, log_to_driver: bool = True) -> Iterator[None]:
+    """Use the Ray already initialised in this process, join the cluster at `address` ("auto":
+    the one this machine belongs to), or start a local loopback-only Ray (`local_ray`), which is
+    shut down on exit. `log_to_driver=False` keeps workers' output (vLLM is chatty) off the
+    terminal."""
+    if ray.is_initialized():
+        yield
+        return
+    if not address:
+        with local_ray(log_to_driver=log_to_driver):
+            yield
+        return
+    ray.init(address=address, log_to_driver=log_to_driver)
+    log.info("joined Ray at %s", address)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def storage_target(uri: str) -> tuple[str, pafs.FileSystem | None]:
+    """(storage_path, storage_filesystem) for Ray Train's RunConfig.
+
+    A local path is used as is. An s3:// URI becomes a bucket/prefix path on a pyarrow
+    S3FileSystem with the HYDRALM_S3_ENDPOINT endpoint. When the driver has AWS_* credentials,
+    they are put into the filesystem itself: it is pickled to Ray Train's controller and
+    workers, processes that may have been started without them.
+    """
+    if not is_remote(uri):
+        return uri, None
+    fs, path = filesystem_for(uri)
+    if not env_str("AWS_ACCESS_KEY_ID"):
+        return path, fs
+    options: dict[str, str] = {"access_key": env_str("AWS_ACCESS_KEY_ID"),
+                               "secret_key": env_str("AWS_SECRET_ACCESS_KEY")}
+    endpoint = s3_endpoint()
+    if endpoint is not None:
+        options["endpoint_override"], options["scheme"] = endpoint
+    region = env_str("AWS_DEFAULT_REGION") or (
+        None if endpoint is not None else pafs.resolve_s3_region(path.split("/", 1)[0]))
+    if region:
+        options["region"] = region
+    return path, pafs.S3FileSystem(**options)
+
+
+@contextlib.contextmanager
+def quiet_ray_data() -> Iterator[None]:
+    """Turn Ray Data's own progress output off while the caller shows a tqdm bar of its own
+    (without a terminal, Ray Data logs its progress every few seconds)."""
+    context = ray.data.DataContext.get_current()
+    previous = context.enable_progress_bars
+    context.enable_progress_bars = False
+    try:
+        yield
+    finally:
+        context.enable_progress_bars = previous
+
+
+def worker_env() -> dict[str, dict[str, str]]:
+    """A runtime_env carrying the driver's S3 settings to the job's workers (which may have been
+    started before they were set, or run on other machines)."""
+    env = {name: env_str(name) for name in FORWARDED_ENV if env_str(name)}
+    return {"env_vars": env} if env else {}

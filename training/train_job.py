@@ -1,0 +1,173 @@
+"""The train stage on Ray Train: `TorchTrainer` runs `training.loop.train_loop` on every worker.
+
+DDP over gloo on CPU or NCCL on GPU; checkpoints go through `ray.train.report` to the configured
+storage (a local path or s3://). A worker failure restarts the worker group from the latest
+checkpoint (`FailureConfig(max_failures)`), and re-running the same job resumes its run: the run
+name is derived from the labels and settings, so the same inputs always name the same run. Once
+every requested kind is trained, the bases, the training users' heads and the global heads are
+published to the registry together (training/bases.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import ray.train
+import torch
+from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchConfig, TorchTrainer
+from tqdm import tqdm
+
+from hydralm.artifacts import Registry
+from hydralm.data.fs import join_uri
+from hydralm.jobconfig import JobConfig
+from training.bases import TrainedModel, publish_models
+from training.label_store import read_manifest
+from training.loop import CHECKPOINT_FILE, LoopSpec, train_loop
+from training.model_build import build_joint_model
+from training.ray_env import storage_target, worker_env
+from training.users import UserSplit
+
+__all__ = ["RayTrainSession", "run_name", "run_train", "train_kind"]
+
+log = logging.getLogger(__name__)
+
+
+class RayTrainSession:
+    """`training.loop.Session` on a Ray Train worker."""
+
+    def __init__(self) -> None:
+        context = ray.train.get_context()
+        self.rank = context.get_world_rank()
+        self.world_size = context.get_world_size()
+        self.device = ray.train.torch.get_device()
+
+    def prepare(self, module: torch.nn.Module) -> torch.nn.Module:
+        # The encoder's pooler is not used (pairs are mean- or CLS-pooled from the hidden
+        # states), so DDP must expect parameters without gradients.
+        return ray.train.torch.prepare_model(
+            module, parallel_strategy_kwargs={"find_unused_parameters": True})
+
+    def latest_checkpoint(self) -> Path | None:
+        checkpoint = ray.train.get_checkpoint()
+        return Path(checkpoint.to_directory()) if checkpoint is not None else None
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
+        checkpoint = (ray.train.Checkpoint.from_directory(str(checkpoint_dir))
+                      if checkpoint_dir is not None else None)
+        ray.train.report(metrics, checkpoint=checkpoint)
+        if checkpoint_dir is not None:
+            shutil.rmtree(checkpoint_dir, ignore_errors=True)  # persisted by report
+
+    def progress(self, total: int, desc: str) -> _RankZeroBar:
+        return _RankZeroBar(total, desc, enabled=self.rank == 0)
+
+
+class _RankZeroBar:
+    """A progress bar shown on the driver (Ray's tqdm) for rank 0 only; a context manager."""
+
+    def __init__(self, total: int, desc: str, *, enabled: bool) -> None:
+        from ray.experimental.tqdm_ray import tqdm as ray_tqdm
+
+        self._bar = ray_tqdm(total=total, desc=desc) if enabled else None
+
+    def update(self, n: int = 1) -> None:
+        if self._bar is not None and n:
+            self._bar.update(n)
+
+    def __enter__(self) -> _RankZeroBar:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def _worker_loop(config: dict[str, Any]) -> dict[str, Any]:
+    return train_loop(config["spec"], RayTrainSession())
+
+
+def run_name(cfg: JobConfig, kind: str, label_files: list[str]) -> str:
+    """The run's name: the same labels and training settings always give the same name, so a
+    re-run resumes the old run instead of starting over."""
+    if cfg.train.run_name:
+        return f"{cfg.train.run_name}-{kind}"
+    payload = {"labels": label_files, "model": cfg.model(kind).model_dump(mode="json"),
+               "train": cfg.train.model_dump(mode="json", include={
+                   "epochs", "batch_size", "lr", "head_lr", "weight_decay", "max_grad_norm",
+                   "global_head", "seed", "num_workers"})}
+    key = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
+    return f"{kind}-{key}"
+
+
+def _trained_from_checkpoint(path: Path, spec: LoopSpec, kind: str, name: str,
+                             metrics: dict[str, Any]) -> TrainedModel:
+    state = torch.load(path / CHECKPOINT_FILE, map_location="cpu", weights_only=False)
+    model = build_joint_model(spec.model, num_users=len(spec.users),
+                              global_head=spec.train.global_head, seed=spec.train.seed)
+    model.load_state_dict(state["model"])
+    bank = model.hydra.heads
+    trained = set(state["trained_users"])   # a user without label rows keeps the global head
+    heads = {user: bank.extract(i) for i, user in enumerate(state["users"]) if user in trained}
+    global_head = bank.extract(model.global_index) if model.global_index is not None else None
+    info = {"run": name, "epochs": state["epoch"], "global_step": state["global_step"],
+            "loss": metrics.get("loss"), "users": len(heads)}
+    return TrainedModel(kind, model.hydra.base.state_dict(), spec.model, heads, global_head,
+                        info)
+
+
+def train_kind(cfg: JobConfig, split: UserSplit, kind: str, *,
+               crash_once: dict[str, Any] | None = None) -> tuple[TrainedModel, dict[str, Any]]:
+    """Train one kind with TorchTrainer; return the trained model and the run's summary."""
+    manifest = read_manifest(cfg, kind, "train")
+    directory = cfg.paths.labels_dir(kind, "train")
+    label_files = [join_uri(directory, s["name"]) for s in manifest["shards"]]
+    spec = LoopSpec(tuple(label_files), tuple(split.train), cfg.model(kind), cfg.train,
+                    crash_once)
+    storage_path, filesystem = storage_target(cfg.paths.checkpoints)
+    name = run_name(cfg, kind, label_files)
+    t = cfg.train
+    trainer = TorchTrainer(
+        _worker_loop, train_loop_config={"spec": spec},
+        torch_config=TorchConfig(backend="nccl" if t.use_gpu else "gloo"),
+        scaling_config=ScalingConfig(num_workers=t.num_workers, use_gpu=t.use_gpu,
+                                     resources_per_worker={"CPU": t.cpus_per_worker}),
+        run_config=RunConfig(
+            name=name, storage_path=storage_path, storage_filesystem=filesystem,
+            failure_config=FailureConfig(max_failures=t.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=t.num_to_keep),
+            worker_runtime_env=worker_env() or None))
+    start = time.monotonic()
+    log.info("training %s: run %s under %s (%d workers)", kind, name, cfg.paths.checkpoints,
+             t.num_workers)
+    result = trainer.fit()
+    metrics = dict(result.metrics or {})
+    with result.checkpoint.as_directory() as directory_path:
+        trained = _trained_from_checkpoint(Path(directory_path), spec, kind, name, metrics)
+    summary = {"model": kind, "run": name, "users": len(split.train),
+               "rows": metrics.get("rows"), "epochs": metrics.get("epoch"),
+               "global_step": metrics.get("global_step"), "loss": metrics.get("loss"),
+               "resumed_from": metrics.get("resumed_from"),
+               "checkpoint": result.checkpoint.path,
+               "seconds": round(time.monotonic() - start, 1)}
+    return trained, summary
+
+
+def run_train(cfg: JobConfig, split: UserSplit, kinds: list[str], *,
+              crash_once: dict[str, Any] | None = None,
+              progress: bool = True) -> dict[str, Any]:
+    """Train `kinds` in order, then publish them together; returns the summaries."""
+    trained, summaries = [], []
+    for kind in tqdm(kinds, desc="train", unit=" model", disable=not progress):
+        model, summary = train_kind(cfg, split, kind, crash_once=crash_once)
+        trained.append(model)
+        summaries.append(summary)
+    registry = Registry(cfg.paths.registry)
+    version = publish_models(registry, trained)
+    return {"base_version": version, "registry": cfg.paths.registry, "models": summaries}
