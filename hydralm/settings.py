@@ -32,6 +32,11 @@ KNOBS: dict[str, Knob] = {k.name: k for k in [
          "Fallback API key for the external generator when HYDRALM_GENERATOR_API_KEY is empty."),
     Knob("HYDRALM_S3_ENDPOINT", "",
          "S3 endpoint URL for s3:// paths (e.g. http://127.0.0.1:8333); empty means AWS."),
+    Knob("HYDRALM_S3_TIMEOUT_S", "10",
+         "Artifact storage on S3: connect and read timeout of one request in seconds, so an "
+         "endpoint that hangs fails the read instead of blocking it (botocore's default is 60)."),
+    Knob("HYDRALM_S3_MAX_ATTEMPTS", "3",
+         "Artifact storage on S3: attempts per request (botocore standard retry mode)."),
     Knob("AWS_ACCESS_KEY_ID", "",
          "S3 credentials (read by boto3 and pyarrow); training jobs forward the AWS_* knobs and "
          "HYDRALM_S3_ENDPOINT to their Ray workers so s3:// paths work there too."),

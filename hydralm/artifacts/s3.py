@@ -17,7 +17,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from hydralm.artifacts.keys import validate_key, validate_prefix
 from hydralm.artifacts.storage import Storage, WriteConflictError
 from hydralm.errors import ArtifactError, ConfigError, NotFoundError
-from hydralm.settings import env_str
+from hydralm.settings import env_float, env_int, env_str
 
 __all__ = ["S3Storage"]
 
@@ -33,7 +33,9 @@ def _code(exc: ClientError) -> str:
 
 class S3Storage(Storage):
     """Objects under s3://bucket/prefix/. The endpoint comes from the argument, else the
-    HYDRALM_S3_ENDPOINT knob, else AWS. Credentials come from boto3's usual chain."""
+    HYDRALM_S3_ENDPOINT knob, else AWS. Credentials come from boto3's usual chain. Every request
+    is bounded: HYDRALM_S3_TIMEOUT_S per connect and read, HYDRALM_S3_MAX_ATTEMPTS attempts, so
+    an endpoint that hangs fails a read in about attempts * timeout instead of minutes."""
 
     def __init__(self, bucket: str, prefix: str = "", endpoint_url: str | None = None,
                  client: Any | None = None) -> None:
@@ -45,9 +47,11 @@ class S3Storage(Storage):
         self.bucket = bucket
         self.prefix = f"{prefix}/" if prefix else ""
         self.endpoint_url = endpoint_url or env_str("HYDRALM_S3_ENDPOINT") or None
+        timeout = env_float("HYDRALM_S3_TIMEOUT_S")
         self.client = client or boto3.client(
             "s3", endpoint_url=self.endpoint_url,
-            config=Config(retries={"max_attempts": 5, "mode": "standard"}))
+            config=Config(connect_timeout=timeout, read_timeout=timeout, retries={
+                "max_attempts": env_int("HYDRALM_S3_MAX_ATTEMPTS"), "mode": "standard"}))
 
     @property
     def uri(self) -> str:

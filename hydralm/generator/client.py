@@ -1,7 +1,8 @@
 """The async client of any OpenAI-compatible generator (embedded vLLM, a vLLM cluster, OpenAI,
 Azure): bounded concurrency, a deadline per attempt, retries with backoff, a response cache.
 
-Every call ends: in samples, or after the last attempt in a typed GeneratorCallError.
+Every call ends: in samples, or after the last attempt in a typed GeneratorCallError; while the
+circuit breaker is open (the server kept failing), at once in GeneratorCircuitOpen.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from typing import Any
 import httpx
 
 from hydralm.errors import ConfigError
+from hydralm.generator.breaker import BreakerOpen, CircuitBreaker
 from hydralm.generator.cache import ResponseCache
 from hydralm.generator.config import GeneratorConfig
 from hydralm.generator.errors import (
     GeneratorBadResponse,
     GeneratorCallError,
+    GeneratorCircuitOpen,
     GeneratorRequestRejected,
     GeneratorTimeout,
     GeneratorUnavailable,
@@ -59,6 +62,11 @@ class _Rejected(Exception):
         self.detail, self.status = detail, status
 
 
+def _past(deadline: float | None, delay: float) -> bool:
+    """True when waiting `delay` more seconds would reach the call's deadline."""
+    return deadline is not None and time.monotonic() + delay >= deadline
+
+
 class GeneratorClient:
     """chat()/complete() return `n` sample texts. Use one client per event loop's worth of work;
     `run_many` / `generate_sync` drive it from synchronous code."""
@@ -75,6 +83,7 @@ class GeneratorClient:
         self.cache = cache if cache is not None else (
             ResponseCache(config.cache) if config.cache else None)
         self.stats = GeneratorStats()
+        self.breaker = CircuitBreaker(config.breaker)
         self._rng = rng or random.Random()
         self._headers = self._auth_headers()
         # httpx clients and semaphores belong to one event loop; made on first use in each loop.
@@ -168,42 +177,75 @@ class GeneratorClient:
         return samples
 
     async def _post(self, req: Request, body: dict[str, Any]) -> list[str]:
-        """POST with retries; the texts of the first good answer (never empty)."""
+        """POST with retries; the texts of the first good answer (never empty). Every attempt
+        passes the circuit breaker first, and none starts past the call's deadline."""
         url = f"{self.base_url}/{req.endpoint}"
-        attempt = 0
+        deadline = None if self.config.deadline_s is None else (
+            time.monotonic() + self.config.deadline_s)
+        attempt, last = 0, None
         while True:
             attempt += 1
+            self._admit(url, attempt, last)
             try:
-                return await self._attempt(req, url, body)
+                texts = await self._attempt(req, url, body, deadline)
             except _RetryableFailure as failure:
-                if attempt > self.config.max_retries:
-                    self.stats.errors += 1
-                    raise failure.kind(failure.detail, attempts=attempt,
-                                       last_status=failure.status, url=url) from failure
+                self._breaker_failure()
+                last = failure
                 delay = failure.retry_after
                 if delay is None:
                     delay = backoff_delay(attempt, self.config.backoff_base_s,
                                           self.config.backoff_cap_s, self._rng)
+                if attempt > self.config.max_retries or _past(deadline, delay):
+                    self.stats.errors += 1
+                    raise failure.kind(failure.detail, attempts=attempt,
+                                       last_status=failure.status, url=url) from failure
                 self.stats.retries += 1
-                log.warning("generator attempt %d failed (%s); retrying in %.2fs",
-                            attempt, failure.detail, delay)
+                # The status only: an error body may echo the prompt (users' history).
+                log.warning("generator attempt %d failed (%s, status %s); retrying in %.2fs",
+                            attempt, failure.kind.__name__, failure.status, delay)
                 await asyncio.sleep(delay)
             except _Rejected as rejected:
+                self.breaker.record_success()   # the server is up; this request is wrong
                 self.stats.errors += 1
                 raise GeneratorRequestRejected(rejected.detail, attempts=attempt,
                                                last_status=rejected.status, url=url) from rejected
+            except BaseException:
+                self.breaker.abandon()          # cancelled: says nothing about the server
+                raise
+            else:
+                self.breaker.record_success()
+                return texts
 
-    async def _attempt(self, req: Request, url: str, body: dict[str, Any]) -> list[str]:
+    def _admit(self, url: str, attempt: int, last: _RetryableFailure | None) -> None:
+        """Raise GeneratorCircuitOpen when the breaker refuses this attempt."""
+        try:
+            self.breaker.before_attempt()
+        except BreakerOpen as exc:
+            self.stats.errors += 1
+            self.stats.short_circuits += 1
+            raise GeneratorCircuitOpen(str(exc), attempts=attempt - 1,
+                                       retry_after_s=exc.retry_in_s,
+                                       last_status=last.status if last else None,
+                                       url=url) from (last or exc)
+
+    def _breaker_failure(self) -> None:
+        self.breaker.record_failure()
+        self.stats.breaker_opens = self.breaker.opens
+
+    async def _attempt(self, req: Request, url: str, body: dict[str, Any],
+                       deadline: float | None) -> list[str]:
         http, slots = self._session()
         async with slots:
             self.stats.requests += 1
             start = time.monotonic()
+            timeout = self.config.timeout_s if deadline is None else max(
+                0.001, min(self.config.timeout_s, deadline - start))
             try:
                 resp = await asyncio.wait_for(http.post(url, json=body, headers=self._headers),
-                                              timeout=self.config.timeout_s)
+                                              timeout=timeout)
             except (asyncio.TimeoutError, httpx.TimeoutException) as exc:
                 raise _RetryableFailure(GeneratorTimeout, f"no answer within "
-                                        f"{self.config.timeout_s}s") from exc
+                                        f"{timeout:.3g}s") from exc
             except httpx.TransportError as exc:
                 raise _RetryableFailure(GeneratorUnavailable, f"connection failed: {exc!r}") from exc
             elapsed = time.monotonic() - start

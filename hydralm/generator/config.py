@@ -15,7 +15,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from hydralm.config import StrictModel
 from hydralm.settings import env_str
 
-__all__ = ["EmbeddedConfig", "GeneratorConfig"]
+__all__ = ["CircuitBreakerConfig", "EmbeddedConfig", "GeneratorConfig"]
 
 # Engine settings that have their own field: setting them in engine_kwargs too would be ambiguous.
 _OWN_ENGINE_FIELDS = {"model", "dtype", "max_model_len", "tensor_parallel_size", "seed"}
@@ -104,6 +104,21 @@ class EmbeddedConfig(StrictModel):
         return 1
 
 
+class CircuitBreakerConfig(StrictModel):
+    """When the client stops calling a failing generator and fails fast instead (see
+    hydralm/generator/breaker.py): serving answers 503 at once rather than letting every request
+    spend its whole retry budget on a server that is down."""
+
+    enabled: bool = Field(True, description="false: every call tries the server (retries only).")
+    failure_threshold: int = Field(
+        5, ge=1, le=10_000, description="Consecutive failed attempts (timeouts, dropped "
+                                        "connections, 429/5xx, malformed bodies) that open it.")
+    cooldown_s: float = Field(10.0, gt=0, le=3600,
+                              description="How long it stays open before probing the server.")
+    half_open_probes: int = Field(1, ge=1, le=1000,
+                                  description="Attempts let through at once while probing.")
+
+
 class GeneratorConfig(StrictModel):
     """The black-box generator: an OpenAI-compatible endpoint and how the client uses it."""
 
@@ -125,6 +140,14 @@ class GeneratorConfig(StrictModel):
                                      "KEY` (Azure OpenAI's own header).")
     max_concurrency: int = Field(8, ge=1, le=4096, description="Requests in flight per client.")
     timeout_s: float = Field(60.0, gt=0, le=3600, description="Deadline of one HTTP attempt.")
+    deadline_s: float | None = Field(
+        None, gt=0, le=86_400,
+        description="Deadline of one call, all retries included (each attempt also keeps "
+                    "timeout_s). None: attempts are bounded by timeout_s and max_retries only "
+                    "(worst case about (max_retries + 1) * timeout_s plus backoff).")
+    breaker: CircuitBreakerConfig = Field(
+        default_factory=CircuitBreakerConfig,
+        description="Fail fast while the generator keeps failing (one breaker per client).")
     max_retries: int = Field(4, ge=0, le=20,
                              description="Retries after the first attempt on 429/5xx/timeouts/"
                                          "dropped connections/malformed JSON.")

@@ -11,6 +11,7 @@ from hydralm.errors import GeneratorError
 __all__ = [
     "GeneratorBadResponse",
     "GeneratorCallError",
+    "GeneratorCircuitOpen",
     "GeneratorRequestRejected",
     "GeneratorTimeout",
     "GeneratorUnavailable",
@@ -35,6 +36,16 @@ class GeneratorTimeout(GeneratorCallError):
 
 class GeneratorUnavailable(GeneratorCallError):
     """The server kept answering 429/5xx or dropping the connection."""
+
+
+class GeneratorCircuitOpen(GeneratorUnavailable):
+    """Refused without calling the server: the circuit breaker is open after consecutive
+    failures. `retry_after_s` is how long until the breaker lets a probe through."""
+
+    def __init__(self, message: str, *, attempts: int, retry_after_s: float,
+                 last_status: int | None = None, url: str = "") -> None:
+        super().__init__(message, attempts=attempts, last_status=last_status, url=url)
+        self.retry_after_s = retry_after_s
 
 
 class GeneratorBadResponse(GeneratorCallError):

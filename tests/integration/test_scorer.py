@@ -1,8 +1,9 @@
 """The Scorer deployment on a local Ray Serve: cross-user batches, bucket routing that keeps users'
 heads warm, LRU eviction at capacity, and new heads picked up while serving.
 
-One deployment (2 replicas, 4 buckets, head cache of 8 users per kind) on a registry of MiniLM
-bases with random heads serves every test here, in file order.
+One deployment (2 replicas, 4 buckets of which each replica holds at most 2, head cache of 8
+users per kind) on a registry of MiniLM bases with random heads serves every test here, in file
+order.
 """
 
 from __future__ import annotations
@@ -17,9 +18,23 @@ from hydralm.scoring import publish_random_registry, random_heads, user_bucket
 
 pytestmark = pytest.mark.integration
 
-USERS = [f"user-{i}" for i in range(8)]          # fit the cache: routing must keep them warm
-MORE = [f"later-{i}" for i in range(64)]         # overflow it: evictions
 CAPACITY, BUCKETS, REPLICAS = 8, 4, 2
+
+
+def _two_per_bucket() -> list[str]:
+    """Two users in each bucket: every bucket is in use, so with two buckets per replica each
+    bucket can only settle on one replica."""
+    names = (f"user-{i}" for i in range(1000))
+    chosen: dict[str, list[str]] = {f"b{b}": [] for b in range(BUCKETS)}
+    while any(len(v) < 2 for v in chosen.values()):
+        name = next(names)
+        if len(chosen[user_bucket(name, BUCKETS)]) < 2:
+            chosen[user_bucket(name, BUCKETS)].append(name)
+    return [u for users in chosen.values() for u in users]
+
+
+USERS = _two_per_bucket()                         # fit the cache: routing must keep them warm
+MORE = [f"later-{i}" for i in range(64)]         # overflow it: evictions
 ITEMS = [f"history item {i}: a review of a film about trains and rivers" for i in range(10)]
 
 
@@ -38,7 +53,8 @@ def scorer(serve_http_port, registry):
     from serving.scorer_config import ScorerArgs
 
     args = ScorerArgs(registry_uri=registry.storage.uri, num_replicas=REPLICAS, num_cpus=0.5,
-                      torch_threads=1, num_buckets=BUCKETS, head_cache_capacity=CAPACITY,
+                      torch_threads=1, num_buckets=BUCKETS, max_buckets_per_replica=2,
+                      head_cache_capacity=CAPACITY,
                       batch_wait_timeout_s=0.05, poll_interval_s=0.5)
     handle = serve.run(build_scorer(args), name="scorer-test", route_prefix=None)
     try:
@@ -119,7 +135,8 @@ def test_routing_keeps_each_bucket_on_a_replica_holding_it(scorer):
     for bucket in {user_bucket(u, BUCKETS) for u in USERS}:
         served = [r for r in after if after[r]["requests_by_bucket"].get(bucket, 0) >
                   settled[r]["requests_by_bucket"].get(bucket, 0)]
-        assert len(served) >= 1 and all(bucket in after[r]["held_buckets"] for r in served)
+        # two buckets per replica, four in use: each settles on exactly one replica
+        assert len(served) == 1 and bucket in after[served[0]]["held_buckets"], (bucket, after)
 
 
 def test_heads_are_evicted_at_capacity_least_recent_first(scorer):

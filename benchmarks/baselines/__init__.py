@@ -1,0 +1,1 @@
+"""Baseline designs the benchmarks compare hydralm against (not part of the product)."""

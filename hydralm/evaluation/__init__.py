@@ -1,0 +1,59 @@
+"""The quality benchmark as a library: the methods on the same test queries, the reference rows,
+bootstrap confidence intervals, the result document, its Markdown table and bar chart.
+
+No Ray here: `training/eval_cmd.py` (`hydralm eval`) runs the training jobs of each seed and then
+these functions. See docs/evaluation.md.
+"""
+
+from hydralm.evaluation.bootstrap import Estimate, bootstrap, resample_indices
+from hydralm.evaluation.config import BootstrapConfig, EvalConfig, EvalUsers, load_eval_config
+from hydralm.evaluation.diagnostics import selection_diagnostics
+from hydralm.evaluation.plot import plot_result
+from hydralm.evaluation.reference import closeness, history_knn, oracle_best
+from hydralm.evaluation.report import (
+    PROMPT_BASELINES,
+    RESULT_SCHEMA,
+    build_result,
+    markdown_table,
+    relative_improvement,
+)
+from hydralm.evaluation.runner import (
+    HISTORY_KNN,
+    LLM_METHODS,
+    EvalQuery,
+    MemoryHistory,
+    QueryOutcome,
+    needs_scorer,
+    oracle_name,
+    run_queries,
+)
+from hydralm.evaluation.scores import QueryScores
+
+__all__ = [
+    "BootstrapConfig",
+    "Estimate",
+    "EvalConfig",
+    "EvalQuery",
+    "EvalUsers",
+    "HISTORY_KNN",
+    "LLM_METHODS",
+    "MemoryHistory",
+    "PROMPT_BASELINES",
+    "QueryOutcome",
+    "QueryScores",
+    "RESULT_SCHEMA",
+    "bootstrap",
+    "build_result",
+    "closeness",
+    "history_knn",
+    "load_eval_config",
+    "markdown_table",
+    "needs_scorer",
+    "oracle_best",
+    "oracle_name",
+    "plot_result",
+    "relative_improvement",
+    "resample_indices",
+    "run_queries",
+    "selection_diagnostics",
+]

@@ -1,0 +1,50 @@
+"""How well HYDRA's adapter selects among its candidates, against chance and a majority vote.
+
+When HYDRA does not beat the prompt-only methods, these numbers say where the gap is: candidates
+that rarely contain a good answer (generation), or an adapter no better than picking at random
+(selection). They use only the queries' golds after the fact; nothing here feeds back into a run.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+from hydralm.evaluation.reference import closeness
+from hydralm.evaluation.runner import QueryOutcome
+
+__all__ = ["selection_diagnostics"]
+
+
+def _majority(parsed: list[str | None]) -> str | None:
+    counts = Counter(p for p in parsed if p is not None)
+    if not counts:
+        return None
+    best = max(counts.values())
+    return next(p for p in parsed if p is not None and counts[p] == best)
+
+
+def selection_diagnostics(task, outcomes: Sequence[QueryOutcome]) -> dict[str, float | int]:
+    """Over the queries with HYDRA candidates: how often a best candidate (by the primary metric)
+    is among them, how often the adapter picks one, how often a uniformly random pick would, and
+    the primary metric of a majority vote over the candidates (self-consistency)."""
+    rows = [o for o in outcomes if o.candidates]
+    if not rows:
+        return {"queries": 0}
+    gold_among = adapter_best = 0
+    chance = 0.0
+    votes, golds = [], []
+    for o in rows:
+        parsed = [task.parse(c) for c in o.candidates]
+        values = [closeness(task, p, o.gold) for p in parsed]
+        top = max(values)
+        gold_among += task.kind == "classification" and top == 1.0
+        adapter_best += closeness(task, o.answers.get("hydra"), o.gold) == top
+        chance += sum(v == top for v in values) / len(values)
+        votes.append(_majority(parsed))
+        golds.append(o.gold)
+    n = len(rows)
+    classification = task.kind == "classification"
+    return {"queries": n, "gold_among_candidates": gold_among / n if classification else None,
+            "adapter_picks_best": adapter_best / n, "random_picks_best": chance / n,
+            f"majority_vote_{task.primary_metric}": task.score(votes, golds)[task.primary_metric]}

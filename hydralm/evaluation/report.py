@@ -1,0 +1,132 @@
+"""The quality result: its JSON document (and schema), HYDRA's relative improvement, the Markdown
+table.
+
+The document (`benchmarks/results/quality_<dataset>_<task>.json`):
+`{"dataset", "task", "generator", "users": {"train", "test"}, "seeds", "primary_metric",
+"methods": {METHOD: {METRIC: {"mean", "ci_low", "ci_high"}}}, "relative_improvement", "run"}`;
+`run` holds how it was made (config, queries, timings, generator calls and cache hits) and is the
+only part that may differ between two runs of the same configuration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from hydralm.evaluation.bootstrap import Estimate
+
+__all__ = [
+    "PROMPT_BASELINES",
+    "RESULT_SCHEMA",
+    "build_result",
+    "markdown_table",
+    "relative_improvement",
+]
+
+# The prompt-only methods HYDRA is compared with (the paper's "best prompt-based method").
+PROMPT_BASELINES: tuple[str, ...] = ("zero_shot", "icl_random", "rag_bm25")
+
+_ESTIMATE = {"type": "object", "required": ["mean", "ci_low", "ci_high"],
+             "additionalProperties": False,
+             "properties": {k: {"type": "number"} for k in ("mean", "ci_low", "ci_high")}}
+_METHOD_NAMES = ("^(zero_shot|icl_random|rag_bm25|hydra_reranker|hydra_adapter|hydra|history_knn"
+                 "|oracle_best_of_[0-9]+)$")
+
+RESULT_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "hydralm quality result",
+    "type": "object",
+    "required": ["dataset", "task", "generator", "users", "seeds", "primary_metric", "methods",
+                 "relative_improvement"],
+    "additionalProperties": False,
+    "properties": {
+        "dataset": {"type": "string", "minLength": 1},
+        "task": {"type": "string", "minLength": 1},
+        "generator": {"type": "string", "minLength": 1},
+        "users": {"type": "object", "required": ["train", "test"], "additionalProperties": False,
+                  "properties": {"train": {"type": "integer", "minimum": 0},
+                                 "test": {"type": "integer", "minimum": 1}}},
+        "seeds": {"type": "array", "items": {"type": "integer"}, "minItems": 1},
+        "primary_metric": {"type": "string"},
+        "methods": {"type": "object", "minProperties": 1,
+                    "propertyNames": {"pattern": _METHOD_NAMES},
+                    "additionalProperties": {"type": "object", "minProperties": 1,
+                                             "additionalProperties": _ESTIMATE}},
+        "relative_improvement": {
+            "type": ["object", "null"],
+            "required": ["metric", "baseline", "baseline_value", "hydra_value", "percent"],
+            "properties": {"metric": {"type": "string"}, "baseline": {"enum":
+                                                                      list(PROMPT_BASELINES)},
+                           "baseline_value": {"type": "number"},
+                           "hydra_value": {"type": "number"},
+                           "percent": {"type": ["number", "null"]},
+                           "higher_is_better": {"type": "boolean"}}},
+        "run": {"type": "object"},
+    },
+}
+
+
+def relative_improvement(methods: Mapping[str, Mapping[str, Estimate]], metric: str, *,
+                         higher_is_better: bool) -> dict[str, Any] | None:
+    """HYDRA against the best prompt-only method on `metric`, in percent of that method's value;
+    positive means HYDRA is better whichever way the metric points (MAE: lower is better).
+    None when HYDRA or every prompt-only method is missing; percent None when the baseline is 0.
+    """
+    baselines = {m: methods[m][metric].mean for m in PROMPT_BASELINES if m in methods}
+    if "hydra" not in methods or not baselines:
+        return None
+    pick = max if higher_is_better else min
+    name = pick(baselines, key=lambda m: (baselines[m], -PROMPT_BASELINES.index(m)))
+    base, hydra = baselines[name], methods["hydra"][metric].mean
+    gain = (hydra - base) if higher_is_better else (base - hydra)
+    return {"metric": metric, "baseline": name, "baseline_value": base, "hydra_value": hydra,
+            "percent": None if base == 0 else 100.0 * gain / abs(base),
+            "higher_is_better": higher_is_better}
+
+
+def build_result(*, dataset: str, task, generator: str, users: Mapping[str, int],
+                 seeds: Sequence[int], methods: Mapping[str, Mapping[str, Estimate]],
+                 run: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The result document (see the module docstring), methods in the given order."""
+    return {
+        "dataset": dataset, "task": task.name, "generator": generator,
+        "users": {"train": int(users["train"]), "test": int(users["test"])},
+        "seeds": [int(s) for s in seeds], "primary_metric": task.primary_metric,
+        "methods": {m: {k: e.to_dict() for k, e in metrics.items()}
+                    for m, metrics in methods.items()},
+        "relative_improvement": relative_improvement(
+            methods, task.primary_metric, higher_is_better=task.higher_is_better),
+        **({"run": dict(run)} if run is not None else {}),
+    }
+
+
+def _cell(estimate: Mapping[str, float], digits: int) -> str:
+    return (f"{estimate['mean']:.{digits}f} [{estimate['ci_low']:.{digits}f}, "
+            f"{estimate['ci_high']:.{digits}f}]")
+
+
+def markdown_table(result: Mapping[str, Any]) -> str:
+    """The result as Markdown: a heading line, one row per method, the relative improvement."""
+    methods = result["methods"]
+    metric_names = list(next(iter(methods.values())))
+    primary = result["primary_metric"]
+    users = result["users"]
+    lines = [
+        f"**{result['task']}** on `{result['dataset']}`, generator `{result['generator']}`, "
+        f"{users['train']} training + {users['test']} test users, seeds "
+        f"{', '.join(str(s) for s in result['seeds'])}; mean [95% bootstrap CI].",
+        "",
+        "| method | " + " | ".join(
+            f"{m} (primary)" if m == primary else m for m in metric_names) + " |",
+        "|---|" + "---|" * len(metric_names),
+    ]
+    for method, metrics in methods.items():
+        digits = 2 if max(abs(e["mean"]) for e in metrics.values()) >= 10 else 3
+        lines.append(f"| {method} | "
+                     + " | ".join(_cell(metrics[m], digits) for m in metric_names) + " |")
+    rel = result.get("relative_improvement")
+    if rel is not None:
+        percent = "n/a (baseline is 0)" if rel["percent"] is None else f"{rel['percent']:+.1f}%"
+        lines += ["", f"Relative improvement of hydra over the best prompt-based method "
+                      f"({rel['baseline']}) on {rel['metric']}: {percent}."]
+    return "\n".join(lines) + "\n"

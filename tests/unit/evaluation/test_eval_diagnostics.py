@@ -1,0 +1,44 @@
+"""Selection diagnostics on hand-made outcomes: gold among the candidates, the adapter's picks
+against chance, and the majority vote."""
+
+from __future__ import annotations
+
+import pytest
+
+from hydralm.evaluation import QueryOutcome, selection_diagnostics
+from hydralm.tasks import get_task
+
+TAG = get_task("synth-tag")
+
+
+def _outcome(gold: str, candidates: list[str], hydra: str) -> QueryOutcome:
+    return QueryOutcome("u", "q", gold, answers={"hydra": hydra}, candidates=candidates)
+
+
+def test_classification_diagnostics_by_hand():
+    outcomes = [
+        # Gold among 4 candidates once (1/4 chance), the adapter picks it; majority: comedy.
+        _outcome("sci-fi", ["comedy", "comedy", "sci-fi", "action"], "sci-fi"),
+        # Gold twice (2/4 chance), the adapter misses; majority: romance (first of a 2-2 tie).
+        _outcome("romance", ["romance", "action", "romance", "action"], "action"),
+        # Gold absent: every candidate is equally (un)good, so any pick is a "best" one.
+        _outcome("classic", ["comedy", "action", "comedy", "fantasy"], "comedy"),
+    ]
+    d = selection_diagnostics(TAG, outcomes)
+    assert d["queries"] == 3
+    assert d["gold_among_candidates"] == pytest.approx(2 / 3)
+    assert d["adapter_picks_best"] == pytest.approx(2 / 3)
+    assert d["random_picks_best"] == pytest.approx((1 / 4 + 2 / 4 + 1) / 3)
+    assert d["majority_vote_accuracy"] == pytest.approx(1 / 3)
+
+
+def test_rating_diagnostics_use_the_closest_score():
+    task = get_task("LaMP-3")
+    d = selection_diagnostics(task, [_outcome("4", ["1", "5", "3"], "5")])
+    # 5 and 3 are both 1 away from 4: two best candidates of three, and the adapter took one.
+    assert d["gold_among_candidates"] is None
+    assert d["adapter_picks_best"] == 1.0 and d["random_picks_best"] == pytest.approx(2 / 3)
+
+
+def test_no_candidates_no_diagnostics():
+    assert selection_diagnostics(TAG, [QueryOutcome("u", "q", "sci-fi")]) == {"queries": 0}
