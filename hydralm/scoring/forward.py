@@ -13,7 +13,7 @@ from torch import nn
 
 from hydralm.model import BaseEncoder, HeadBank, HeadState
 
-__all__ = ["ForwardJob", "score_jobs", "stack_heads", "temporary_bank"]
+__all__ = ["ForwardJob", "distinct_heads", "score_jobs", "temporary_bank"]
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class ForwardJob:
     head: HeadState
 
 
-def stack_heads(jobs: Sequence[ForwardJob]) -> tuple[list[HeadState], list[int]]:
+def distinct_heads(jobs: Sequence[ForwardJob]) -> tuple[list[HeadState], list[int]]:
     """The distinct heads of the jobs (by identity: every user on the global head shares one slot)
     and, per job, its head's slot."""
     slots: dict[int, int] = {}
@@ -56,7 +56,7 @@ def score_jobs(encoder: BaseEncoder, jobs: Sequence[ForwardJob], *, max_pairs: i
     """Scores of every job's pairs: ONE base forward over all the jobs' rows (several only when
     there are more than `max_pairs` rows), then a temporary bank of the jobs' distinct heads applied
     by gathered batched matmul, each row through its own job's head."""
-    heads, job_slots = stack_heads(jobs)
+    heads, job_slots = distinct_heads(jobs)
     firsts = [f for job in jobs for f in job.firsts]
     seconds = [s for job in jobs for s in job.seconds]
     if not firsts:
