@@ -69,6 +69,8 @@ def parse_args(argv=None):
                    help="p99 bound as a multiple of the unloaded median latency")
     p.add_argument("--users", type=int, default=40, help="users (3/4 with their own heads)")
     p.add_argument("--rss-interval-s", type=float, default=5.0, help="RSS sampling period")
+    p.add_argument("--llm-startup-timeout-s", type=float, default=1200.0,
+                   help="deadline for the embedded vLLM to answer (slow on a busy machine)")
     args = p.parse_args(argv)
     if args.quick:
         args.duration_s, args.rss_interval_s, args.users = 15.0, 1.0, min(args.users, 12)
@@ -191,6 +193,10 @@ async def drive(client: httpx.AsyncClient, requests, rate: float, duration_s: fl
     return run
 
 
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
 def _quantile(values: list[float], q: float) -> float | None:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else None
@@ -264,7 +270,7 @@ def summarize(run: Run, rss: RssSampler, elapsed: float, rate: float, median_ms:
     p99, bound = _quantile(run.latencies_ms, 0.99), args.p99_factor * median_ms
     return {
         "duration_s": round(elapsed, 1), "requests": run.arrivals, "errors": errors,
-        "p50_ms": _quantile(run.latencies_ms, 0.5), "p99_ms": p99,
+        "p50_ms": _round(_quantile(run.latencies_ms, 0.5)), "p99_ms": _round(p99),
         "rss_start_mb": round(rss_start, 1), "rss_end_mb": round(rss_end, 1),
         "rate_rps": round(rate, 3), "statuses": run.statuses, "shed": run.shed,
         "unloaded_median_ms": round(median_ms, 1), "p99_bound_ms": round(bound, 1),
@@ -315,13 +321,14 @@ def deploy(root: Path, port: int, users: list[str]) -> str:
 
 
 @contextlib.contextmanager
-def embedded_llm(port: int, scratch: Path):
+def embedded_llm(port: int, scratch: Path, startup_timeout_s: float):
     from hydralm.generator import GeneratorConfig
     from training.llm import embedded_generator
 
     cfg = GeneratorConfig.from_dict({
         "model": "smollm2", "max_tokens": 16, "timeout_s": 120,
-        "embedded": {"http_port": port, "env_vars": {"VLLM_CACHE_ROOT": str(scratch)}}})
+        "embedded": {"http_port": port, "startup_timeout_s": startup_timeout_s,
+                     "env_vars": {"VLLM_CACHE_ROOT": str(scratch)}}})
     with embedded_generator(cfg) as url:
         yield url
 
@@ -346,9 +353,10 @@ def main(argv=None) -> int:
         results["startup_s"]["app_and_histories"] = round(time.monotonic() - t0, 1)
         if "scoring" in args.paths:
             results["scoring"] = asyncio.run(soak_path(base_url, "scoring", users, args))
+            write_result("soak", results, args.out)        # kept if a later path fails
         if "pipeline" in args.paths:
             t0 = time.monotonic()
-            with embedded_llm(port, root / "vllm-cache"):
+            with embedded_llm(port, root / "vllm-cache", args.llm_startup_timeout_s):
                 results["startup_s"]["embedded_llm"] = round(time.monotonic() - t0, 1)
                 results["pipeline"] = asyncio.run(soak_path(base_url, "pipeline", users, args))
     finally:
@@ -359,9 +367,9 @@ def main(argv=None) -> int:
     for name in args.paths:
         r = results[name]
         print(f"[{name}] {r['requests']} requests in {r['duration_s']} s at {r['rate_rps']}/s: "
-              f"{r['errors']} errors, p50 {r['p50_ms']:.0f} ms, p99 {r['p99_ms']:.0f} ms "
-              f"(bound {r['p99_bound_ms']:.0f}), RSS {r['rss_start_mb']} -> {r['rss_end_mb']} MB,"
-              f" checks {r['checks']}")
+              f"{r['errors']} errors, p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms "
+              f"(bound {r['p99_bound_ms']}), RSS {r['rss_start_mb']} -> {r['rss_end_mb']} MB, "
+              f"checks {r['checks']}")
     print(f"wrote {path}")
     return 0 if all(all(results[n]["checks"].values()) for n in args.paths) else 1
 

@@ -107,6 +107,10 @@ class TrainConfig(StrictModel):
 
     epochs: int = Field(2, ge=1, le=1000, description="Passes over the training labels.")
     batch_size: int = Field(64, ge=1, le=65_536, description="Pairs per step, over all workers.")
+    micro_batch_size: int | None = Field(
+        None, ge=1, le=65_536, description="Pairs per forward/backward pass on a worker; a step "
+                                           "accumulates its share in passes of this size, which "
+                                           "bounds memory. None: the whole share at once.")
     lr: float = Field(2e-5, gt=0, le=1.0, description="AdamW learning rate of the base.")
     head_lr: float = Field(
         1e-3, gt=0, le=1.0, description="AdamW learning rate of the heads: a fresh d x d head "

@@ -23,7 +23,8 @@ _TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json",
 
 
 def build_tiny_encoder(target: Path) -> Path:
-    """A 1-layer BERT (d=32) with MiniLM's tokenizer: the real model code at a tiny cost."""
+    """A 1-layer BERT (d=32, no dropout: deterministic) with MiniLM's tokenizer: the real model
+    code at a tiny cost."""
     import torch
     from transformers import BertConfig, BertModel
 
@@ -36,7 +37,8 @@ def build_tiny_encoder(target: Path) -> Path:
             shutil.copy(source / name, target / name)
     torch.manual_seed(0)
     config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1,
-                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128,
+                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     BertModel(config).save_pretrained(target)
     return target
 

@@ -15,6 +15,7 @@ failed (up to dropout's random draws).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -128,15 +129,17 @@ def _optimizer(model: JointModel, cfg: TrainConfig) -> torch.optim.Optimizer:
     ], weight_decay=cfg.weight_decay)
 
 
-def _resume(session: Session, model: JointModel, optimizer: torch.optim.Optimizer) -> _Position:
+def _resume(session: Session, model: JointModel,
+            optimizer: torch.optim.Optimizer) -> tuple[_Position, dict[str, Any]]:
+    """Where the latest checkpoint stands and the metrics it was reported with."""
     path = session.latest_checkpoint()
     if path is None:
-        return _Position()
+        return _Position(), {}
     state = torch.load(path / CHECKPOINT_FILE, map_location="cpu", weights_only=False)
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     log.info("resuming from %s at epoch %d step %d", path, state["epoch"], state["step"])
-    return _Position(state["epoch"], state["step"], state["global_step"])
+    return _Position(state["epoch"], state["step"], state["global_step"]), state.get("metrics", {})
 
 
 def _checkpoint(session: Session, model: JointModel, optimizer: torch.optim.Optimizer,
@@ -149,7 +152,7 @@ def _checkpoint(session: Session, model: JointModel, optimizer: torch.optim.Opti
         checkpoint_dir = Path(tempfile.mkdtemp(prefix="hydralm-ckpt-"))
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "users": list(users), "trained_users": trained, "epoch": at.epoch,
-                    "step": at.step, "global_step": at.global_step},
+                    "step": at.step, "global_step": at.global_step, "metrics": metrics},
                    checkpoint_dir / CHECKPOINT_FILE)
     session.report(metrics, checkpoint_dir)
 
@@ -168,19 +171,30 @@ def _maybe_crash(spec: LoopSpec, session: Session, global_step: int) -> None:
 
 def _step(wrapped: nn.Module, model: JointModel, rows: LabelRows, mine: torch.Tensor,
           optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> float:
-    """One optimizer step on this worker's share of a global batch; returns its loss."""
-    batch = model.collate(*rows.take(mine))
+    """One optimizer step on this worker's share of a global batch; returns its loss. The share
+    goes through the model in micro-batches (gradients accumulate), which bounds memory."""
     wrapped.train()
-    user_logits, global_logits = wrapped(batch.features, batch.head_idx)   # [b, 2] each
-    loss = nn.functional.cross_entropy(user_logits, batch.labels)
-    if global_logits is not None:
-        loss = loss + nn.functional.cross_entropy(global_logits, batch.labels)
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    chunks = torch.split(mine, cfg.micro_batch_size or len(mine))
+    total = 0.0
+    for i, chunk in enumerate(chunks):
+        last = i + 1 == len(chunks)
+        # DDP all-reduces the gradients once, after the last micro-batch.
+        sync = contextlib.nullcontext() if last else getattr(wrapped, "no_sync",
+                                                              contextlib.nullcontext)()
+        with sync:
+            batch = model.collate(*rows.take(chunk))
+            user_logits, global_logits = wrapped(batch.features, batch.head_idx)  # [b, 2] each
+            loss = nn.functional.cross_entropy(user_logits, batch.labels)
+            if global_logits is not None:
+                loss = loss + nn.functional.cross_entropy(global_logits, batch.labels)
+            loss = loss * (len(chunk) / len(mine))   # the share's mean over all its rows
+            loss.backward()
+        total += float(loss.detach())
     if cfg.max_grad_norm is not None:
         nn.utils.clip_grad_norm_(wrapped.parameters(), cfg.max_grad_norm)
     optimizer.step()
-    return float(loss.detach())
+    return total
 
 
 def train_loop(spec: LoopSpec, session: Session) -> dict[str, Any]:
@@ -196,10 +210,11 @@ def train_loop(spec: LoopSpec, session: Session) -> dict[str, Any]:
                               global_head=cfg.global_head, seed=cfg.seed)
     wrapped = session.prepare(model)   # on the device (and DDP) before the optimizer's state
     optimizer = _optimizer(model, cfg)
-    at = _resume(session, model, optimizer)
+    at, saved = _resume(session, model, optimizer)
     resumed_from = at.global_step if at.global_step else -1
     metrics: dict[str, Any] = {"epoch": at.epoch, "step": at.step, "global_step": at.global_step,
-                               "loss": None, "rows": len(rows), "resumed_from": resumed_from}
+                               "loss": saved.get("loss"), "rows": len(rows),
+                               "resumed_from": resumed_from}
     if at.epoch >= cfg.epochs:  # a finished run re-run: report its final state once more
         _checkpoint(session, model, optimizer, at, spec.users, trained, metrics)
         return metrics

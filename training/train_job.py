@@ -113,7 +113,7 @@ def _trained_from_checkpoint(path: Path, spec: LoopSpec, kind: str, name: str,
                               global_head=spec.train.global_head, seed=spec.train.seed)
     model.load_state_dict(state["model"])
     bank = model.hydra.heads
-    trained = set(state["trained_users"])   # a user without label rows keeps the global head
+    trained = set(state.get("trained_users", state["users"]))   # others keep the global head
     heads = {user: bank.extract(i) for i, user in enumerate(state["users"]) if user in trained}
     global_head = bank.extract(model.global_index) if model.global_index is not None else None
     info = {"run": name, "epochs": state["epoch"], "global_step": state["global_step"],

@@ -68,6 +68,7 @@ def test_a_rerun_resumes_from_the_latest_checkpoint(tmp_path, spec_for):
     third = LocalSession(tmp_path / "ckpt")
     again = train_loop(spec_for(uri, epochs=2), third)
     assert again["global_step"] == 8 and again["resumed_from"] == 8
+    assert again["loss"] == final["loss"]   # the finished run's last loss, reported again
 
 
 @pytest.mark.parametrize("n, batch_size", [(10, 4), (3, 8), (8, 8)])
@@ -87,3 +88,25 @@ def test_no_rows_for_the_users_is_an_error(tmp_path, spec_for):
     spec = spec_for(_labels(tmp_path), epochs=1, users=("nobody",))
     with pytest.raises(ValueError, match="hold no rows of the 1 training users"):
         train_loop(spec, LocalSession(tmp_path / "ckpt"))
+
+
+def test_micro_batches_give_the_same_step_as_whole_batches(tmp_path, spec_for):
+    import copy
+
+    from training.loop import _step
+    from training.model_build import build_joint_model, load_label_rows
+
+    spec = spec_for(_labels(tmp_path), epochs=1)
+    rows = load_label_rows(spec.label_files, spec.users)
+    model = build_joint_model(spec.model, num_users=2, global_head=True, seed=0)
+    updated = []
+    for micro in (None, 3):
+        copy_ = copy.deepcopy(model)
+        cfg = spec.train.model_copy(update={"micro_batch_size": micro})
+        # Plain SGD: the update is the gradient itself (Adam would magnify rounding noise).
+        _step(copy_, copy_, rows, torch.arange(10), torch.optim.SGD(copy_.parameters(), lr=1.0),
+              cfg)
+        updated.append(copy_.state_dict())
+    whole, micro = updated
+    for key in whole:
+        assert torch.allclose(whole[key], micro[key], atol=1e-5), key
