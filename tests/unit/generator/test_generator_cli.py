@@ -68,7 +68,12 @@ def test_external_generator_needs_no_ray(monkeypatch):
 
 
 def test_embedded_generator_without_ray_says_what_to_do(monkeypatch):
+    import ray
+
     monkeypatch.delenv("HYDRALM_GENERATOR_BASE_URL", raising=False)
+    # `make test` runs the integration tests first in the same process, whose session Ray is
+    # still up here: this case is about a process without one.
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
     with pytest.raises(ConfigError, match="needs a running Ray"):
         with embedded_generator(GeneratorConfig()):
             pass
