@@ -141,14 +141,14 @@ def time_workers(rows: dict[str, list], users: int, epochs: int, counts: list[in
 def main(argv: list[str] | None = None) -> int:
     parser = base_parser(__doc__)
     parser.add_argument("--users", type=int, default=None,
-                        help="users to fit (default 128; quick 16)")
+                        help="users to fit (default 64; quick 16)")
     parser.add_argument("--pairs", type=int, default=None,
-                        help="pairs per user (default 32; quick 16)")
+                        help="pairs per user (default 24; quick 16)")
     parser.add_argument("--epochs", type=int, default=None,
                         help="head epochs (default 10; quick 4)")
     args = parser.parse_args(argv)
-    users = args.users or (16 if args.quick else 128)
-    pairs = args.pairs or (16 if args.quick else 32)
+    users = args.users or (16 if args.quick else 64)
+    pairs = args.pairs or (16 if args.quick else 24)
     epochs = args.epochs or (4 if args.quick else 10)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch

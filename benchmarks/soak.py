@@ -100,33 +100,44 @@ def _descendants(pid: int, tree: dict[int, list[int]]) -> list[int]:
     return out
 
 
-def replica_rss_mb(apps: tuple[str, ...]) -> float:
-    """Summed RSS of this driver's Serve replica processes of `apps` and their children."""
-    tree, total = _children(), 0
+def _title(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+
+
+def replica_rss_mb(apps: tuple[str, ...]) -> dict[str, float]:
+    """RSS in MB of this driver's Serve replica processes of `apps` and their children (e.g.
+    vLLM's engine), by process title (the same titles summed)."""
+    tree, out = _children(), {}
     for pid in _descendants(os.getpid(), tree):
         with contextlib.suppress(OSError):
-            title = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
-            if any(title.startswith(f"ray::ServeReplica:{app}:") for app in apps):
+            if any(_title(pid).startswith(f"ray::ServeReplica:{app}:") for app in apps):
                 for member in _descendants(pid, tree):
-                    with contextlib.suppress(OSError, ValueError):
+                    with contextlib.suppress(OSError, ValueError, IndexError):
                         status = Path(f"/proc/{member}/status").read_text()
-                        total += int(status.split("VmRSS:")[1].split()[0])   # kB
-    return total / 1024
+                        kb = int(status.split("VmRSS:")[1].split()[0])
+                        title = _title(member)
+                        out[title] = out.get(title, 0.0) + kb / 1024
+    return out
 
 
 class RssSampler:
-    """Samples replica_rss_mb every `interval_s` in a thread: [(seconds since start, MB)]."""
+    """Samples replica_rss_mb every `interval_s` in a thread: `samples` [(seconds since start,
+    total MB)], and the first and latest per-process breakdowns."""
 
     def __init__(self, apps: tuple[str, ...], interval_s: float) -> None:
         self.apps, self.interval_s = apps, interval_s
         self.samples: list[tuple[float, float]] = []
+        self.first: dict[str, float] = {}
+        self.latest: dict[str, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         start = time.monotonic()
         while True:
-            self.samples.append((time.monotonic() - start, replica_rss_mb(self.apps)))
+            self.latest = replica_rss_mb(self.apps)
+            self.first = self.first or self.latest
+            self.samples.append((time.monotonic() - start, sum(self.latest.values())))
             if self._stop.wait(self.interval_s):
                 return
 
@@ -144,6 +155,11 @@ class RssSampler:
         last = [mb for t, mb in self.samples if t >= end - window_s]
         return statistics.fmean(first), statistics.fmean(last)
 
+    def by_process(self) -> dict[str, list[float]]:
+        """Process title -> [first MB, last MB]."""
+        return {t: [round(self.first.get(t, 0.0), 1), round(self.latest.get(t, 0.0), 1)]
+                for t in sorted(self.first.keys() | self.latest.keys())}
+
 
 # -- the open-loop driver -----------------------------------------------------------------------
 
@@ -154,6 +170,7 @@ class Run:
     arrivals: int = 0
     shed: int = 0
     latencies_ms: list[float] = field(default_factory=list)
+    started_s: list[float] = field(default_factory=list)     # of each latency, since the start
     statuses: dict[str, int] = field(default_factory=dict)
 
     def count(self, status: str) -> None:
@@ -177,6 +194,7 @@ async def drive(client: httpx.AsyncClient, requests, rate: float, duration_s: fl
         run.count(status)
         if status == "200":
             run.latencies_ms.append((loop.time() - began) * 1000.0)
+            run.started_s.append(began - start)
 
     while (due := start + run.arrivals / rate) < start + duration_s:
         await asyncio.sleep(max(0.0, due - loop.time()))
@@ -261,6 +279,12 @@ async def soak_path(base_url: str, path: str, users: list[str], args) -> dict:
     return summarize(run, rss, elapsed, rate, median_ms, args)
 
 
+def _p50_by_minute(run: Run) -> list[float | None]:
+    minutes = int(max(run.started_s, default=0) // 60) + 1
+    return [_round(_quantile([ms for t, ms in zip(run.started_s, run.latencies_ms, strict=True)
+                              if m * 60 <= t < (m + 1) * 60], 0.5)) for m in range(minutes)]
+
+
 def summarize(run: Run, rss: RssSampler, elapsed: float, rate: float, median_ms: float,
               args) -> dict:
     window = elapsed / 4 if args.quick else 60.0
@@ -275,6 +299,8 @@ def summarize(run: Run, rss: RssSampler, elapsed: float, rate: float, median_ms:
         "rate_rps": round(rate, 3), "statuses": run.statuses, "shed": run.shed,
         "unloaded_median_ms": round(median_ms, 1), "p99_bound_ms": round(bound, 1),
         "rss_window_s": round(window, 1),
+        "p50_ms_by_minute": _p50_by_minute(run),
+        "rss_by_process_mb": rss.by_process(),
         "rss_samples_mb": [[round(t, 1), round(mb, 1)] for t, mb in rss.samples],
         "checks": {"no_5xx": five_xx == 0, "no_errors": errors == 0,
                    "p99_within_bound": p99 is not None and p99 <= bound,

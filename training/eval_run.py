@@ -34,11 +34,13 @@ from hydralm.evaluation import (
     QueryOutcome,
     QueryScores,
     bootstrap,
+    bootstrap_difference,
     build_result,
     markdown_table,
     needs_scorer,
     oracle_name,
     plot_result,
+    relative_improvement,
     run_queries,
     selection_diagnostics,
 )
@@ -157,15 +159,22 @@ def summarize(cfg: EvalConfig, runs: list[SeedRun], *, generator: str,
               run_info: dict[str, Any] | None = None) -> dict[str, Any]:
     """The result document: every row's metrics over the seeds with bootstrap intervals."""
     task = get_task(cfg.task)
-    methods = {}
-    for row in _rows(cfg):
-        scores = [QueryScores(task, [o.answers[row] for o in run.outcomes],
-                              [o.gold for o in run.outcomes]) for run in runs]
-        methods[row] = bootstrap(scores, resamples=cfg.bootstrap.resamples,
-                                 confidence=cfg.bootstrap.confidence, seed=cfg.bootstrap.seed)
+    options = cfg.bootstrap.model_dump()
+    scores = {row: [QueryScores(task, [o.answers[row] for o in run.outcomes],
+                                [o.gold for o in run.outcomes]) for run in runs]
+              for row in _rows(cfg)}
+    methods = {row: bootstrap(s, **options) for row, s in scores.items()}
+    rel = relative_improvement(methods, task.primary_metric,
+                               higher_is_better=task.higher_is_better)
+    difference = None
+    if rel is not None:
+        better, worse = ("hydra", rel["baseline"]) if task.higher_is_better else (
+            rel["baseline"], "hydra")
+        difference = bootstrap_difference(scores[better], scores[worse], task.primary_metric,
+                                          **options)
     return build_result(dataset=cfg.dataset_name, task=task, generator=generator,
                         users=runs[0].users, seeds=[r.seed for r in runs], methods=methods,
-                        run=run_info)
+                        difference=difference, run=run_info)
 
 
 def write_outputs(cfg: EvalConfig, result: dict[str, Any]) -> dict[str, Path]:

@@ -5,7 +5,12 @@ No Ray here: `training/eval_cmd.py` (`hydralm eval`) runs the training jobs of e
 these functions. See docs/evaluation.md.
 """
 
-from hydralm.evaluation.bootstrap import Estimate, bootstrap, resample_indices
+from hydralm.evaluation.bootstrap import (
+    Estimate,
+    bootstrap,
+    bootstrap_difference,
+    resample_indices,
+)
 from hydralm.evaluation.config import BootstrapConfig, EvalConfig, EvalUsers, load_eval_config
 from hydralm.evaluation.diagnostics import selection_diagnostics
 from hydralm.evaluation.plot import plot_result
@@ -43,6 +48,7 @@ __all__ = [
     "QueryScores",
     "RESULT_SCHEMA",
     "bootstrap",
+    "bootstrap_difference",
     "build_result",
     "closeness",
     "history_knn",

@@ -4,7 +4,8 @@ A result is the mean over seeds of a metric computed on each seed's test queries
 replicate resamples every seed's queries with replacement (independently per seed) and averages the
 per-seed metrics again; the interval is the replicates' percentile interval. The generator of
 resample indices is seeded, and one seed's indices depend only on (seed, number of queries): every
-method evaluated on the same queries is resampled identically, so their intervals are comparable.
+method evaluated on the same queries is resampled identically, so their intervals are comparable
+and `bootstrap_difference` gives the paired interval of the difference between two of them.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 
 from hydralm.evaluation.scores import QueryScores
 
-__all__ = ["Estimate", "bootstrap", "resample_indices"]
+__all__ = ["Estimate", "bootstrap", "bootstrap_difference", "resample_indices"]
 
 
 @dataclass(frozen=True)
@@ -40,34 +41,57 @@ def resample_indices(size: int, resamples: int, seed: int) -> np.ndarray:
     return np.random.default_rng([seed, size]).integers(0, size, size=(resamples, size))
 
 
-def bootstrap(runs: Sequence[QueryScores], *, resamples: int = 1000, confidence: float = 0.95,
-              seed: int = 0) -> dict[str, Estimate]:
-    """Each metric's mean over `runs` (one per seed) with a percentile bootstrap interval.
-
-    The interval is widened to contain the mean where a skewed metric (corpus BLEU, macro-F1 on
-    few queries) puts the point estimate outside the replicates' percentiles: an interval that
-    excludes its own estimate would only confuse a reader.
-    """
+def _replicates(runs: Sequence[QueryScores], resamples: int,
+                seed: int) -> dict[str, np.ndarray]:
+    """Each metric's seed-averaged value on every replicate: float[resamples] per metric.
+    Replicate r of run k uses row r of the index table of (seed + k, run size)."""
     if not runs:
         raise ValueError("bootstrap needs the scores of at least one seed, got none")
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
-    point = _average([run.metrics() for run in runs])
-    # Replicate r of every run uses row (seed_offset + k) of that run's index table.
     tables = [resample_indices(run.size, resamples, seed + k) for k, run in enumerate(runs)]
-    replicates = {name: np.empty(resamples) for name in point}
+    out: dict[str, np.ndarray] = {}
     for r in range(resamples):
         metrics = _average([run.metrics(table[r]) for run, table in zip(runs, tables,
                                                                         strict=True)])
         for name, value in metrics.items():
-            replicates[name][r] = value
-    tail = (1.0 - confidence) / 2.0 * 100.0
-    out = {}
-    for name, mean in point.items():
-        low, high = np.percentile(replicates[name], [tail, 100.0 - tail])
-        out[name] = Estimate(mean=mean, ci_low=min(float(low), mean),
-                             ci_high=max(float(high), mean))
+            out.setdefault(name, np.empty(resamples))[r] = value
     return out
+
+
+def _estimate(mean: float, replicates: np.ndarray, confidence: float) -> Estimate:
+    """The percentile interval, widened to contain `mean` where a skewed metric (corpus BLEU,
+    macro-F1 on few queries) puts the point estimate outside it: an interval that excludes its
+    own estimate would only confuse a reader."""
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+    tail = (1.0 - confidence) / 2.0 * 100.0
+    low, high = np.percentile(replicates, [tail, 100.0 - tail])
+    return Estimate(mean=mean, ci_low=min(float(low), mean), ci_high=max(float(high), mean))
+
+
+def bootstrap(runs: Sequence[QueryScores], *, resamples: int = 1000, confidence: float = 0.95,
+              seed: int = 0) -> dict[str, Estimate]:
+    """Each metric's mean over `runs` (one per seed) with a percentile bootstrap interval."""
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+    replicates = _replicates(runs, resamples, seed)
+    point = _average([run.metrics() for run in runs])
+    return {name: _estimate(mean, replicates[name], confidence) for name, mean in point.items()}
+
+
+def bootstrap_difference(runs_a: Sequence[QueryScores], runs_b: Sequence[QueryScores],
+                         metric: str, *, resamples: int = 1000, confidence: float = 0.95,
+                         seed: int = 0) -> Estimate:
+    """mean(a) - mean(b) on `metric` with a paired interval: both are scored on the same
+    resampled queries in every replicate (a and b must hold the same queries, seed by seed)."""
+    sizes_a, sizes_b = [r.size for r in runs_a], [r.size for r in runs_b]
+    if sizes_a != sizes_b:
+        raise ValueError(f"paired runs need the same queries per seed, got sizes {sizes_a} "
+                         f"and {sizes_b}")
+    a = _replicates(runs_a, resamples, seed)[metric]
+    b = _replicates(runs_b, resamples, seed)[metric]
+    mean = (_average([r.metrics() for r in runs_a])[metric]
+            - _average([r.metrics() for r in runs_b])[metric])
+    return _estimate(mean, a - b, confidence)
 
 
 def _average(per_seed: list[dict[str, float]]) -> dict[str, float]:

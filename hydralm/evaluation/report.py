@@ -60,17 +60,21 @@ RESULT_SCHEMA: dict[str, Any] = {
                            "baseline_value": {"type": "number"},
                            "hydra_value": {"type": "number"},
                            "percent": {"type": ["number", "null"]},
-                           "higher_is_better": {"type": "boolean"}}},
+                           "higher_is_better": {"type": "boolean"},
+                           "difference": _ESTIMATE}},
         "run": {"type": "object"},
     },
 }
 
 
 def relative_improvement(methods: Mapping[str, Mapping[str, Estimate]], metric: str, *,
-                         higher_is_better: bool) -> dict[str, Any] | None:
+                         higher_is_better: bool,
+                         difference: Estimate | None = None) -> dict[str, Any] | None:
     """HYDRA against the best prompt-only method on `metric`, in percent of that method's value;
     positive means HYDRA is better whichever way the metric points (MAE: lower is better).
     None when HYDRA or every prompt-only method is missing; percent None when the baseline is 0.
+    `difference`: the paired bootstrap estimate of HYDRA's gain in metric units (same sign
+    convention), included when given.
     """
     baselines = {m: methods[m][metric].mean for m in PROMPT_BASELINES if m in methods}
     if "hydra" not in methods or not baselines:
@@ -79,15 +83,20 @@ def relative_improvement(methods: Mapping[str, Mapping[str, Estimate]], metric: 
     name = pick(baselines, key=lambda m: (baselines[m], -PROMPT_BASELINES.index(m)))
     base, hydra = baselines[name], methods["hydra"][metric].mean
     gain = (hydra - base) if higher_is_better else (base - hydra)
-    return {"metric": metric, "baseline": name, "baseline_value": base, "hydra_value": hydra,
-            "percent": None if base == 0 else 100.0 * gain / abs(base),
-            "higher_is_better": higher_is_better}
+    out = {"metric": metric, "baseline": name, "baseline_value": base, "hydra_value": hydra,
+           "percent": None if base == 0 else 100.0 * gain / abs(base),
+           "higher_is_better": higher_is_better}
+    if difference is not None:
+        out["difference"] = difference.to_dict()
+    return out
 
 
 def build_result(*, dataset: str, task, generator: str, users: Mapping[str, int],
                  seeds: Sequence[int], methods: Mapping[str, Mapping[str, Estimate]],
+                 difference: Estimate | None = None,
                  run: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The result document (see the module docstring), methods in the given order."""
+    """The result document (see the module docstring), methods in the given order;
+    `difference` as in `relative_improvement`."""
     return {
         "dataset": dataset, "task": task.name, "generator": generator,
         "users": {"train": int(users["train"]), "test": int(users["test"])},
@@ -95,7 +104,8 @@ def build_result(*, dataset: str, task, generator: str, users: Mapping[str, int]
         "methods": {m: {k: e.to_dict() for k, e in metrics.items()}
                     for m, metrics in methods.items()},
         "relative_improvement": relative_improvement(
-            methods, task.primary_metric, higher_is_better=task.higher_is_better),
+            methods, task.primary_metric, higher_is_better=task.higher_is_better,
+            difference=difference),
         **({"run": dict(run)} if run is not None else {}),
     }
 
@@ -129,4 +139,8 @@ def markdown_table(result: Mapping[str, Any]) -> str:
         percent = "n/a (baseline is 0)" if rel["percent"] is None else f"{rel['percent']:+.1f}%"
         lines += ["", f"Relative improvement of hydra over the best prompt-based method "
                       f"({rel['baseline']}) on {rel['metric']}: {percent}."]
+        diff = rel.get("difference")
+        if diff is not None:
+            lines[-1] += (f" Paired difference (positive: hydra better): {diff['mean']:+.3f} "
+                          f"[{diff['ci_low']:+.3f}, {diff['ci_high']:+.3f}].")
     return "\n".join(lines) + "\n"

@@ -57,7 +57,7 @@ def api(serve_http_port, generator, tmp_path_factory):
         "task": "synth-tag", "registry": str(build_tiny_registry(root / "registry")),
         "history_path": str(root / "history.db"), "n_candidates": 2,
         "generator": {"backend": "openai", "base_url": generator.base_url, "timeout_s": 5,
-                      "max_retries": 0, "breaker": {"failure_threshold": 2, "cooldown_s": 2}},
+                      "max_retries": 0, "breaker": {"failure_threshold": 2, "cooldown_s": 5}},
         "scorer": {"num_replicas": 2, "num_cpus": 0.5, "torch_threads": 1, "num_buckets": 4,
                    "poll_interval_s": 1.0},
         "ingress": {"num_cpus": 0},

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from hydralm.evaluation import QueryScores, bootstrap, resample_indices
+from hydralm.evaluation import QueryScores, bootstrap, bootstrap_difference, resample_indices
 from hydralm.tasks import get_task
 
 TASK = get_task("synth-tag")
@@ -76,3 +76,29 @@ def test_bootstrap_rejects_bad_arguments(kwargs, message):
     runs = args.pop("runs")
     with pytest.raises(ValueError, match=message):
         bootstrap(runs, **args)
+
+
+def test_paired_difference_of_identical_methods_is_exactly_zero():
+    run = _scores(_sample(0.4, 80, 7))
+    diff = bootstrap_difference([run], [run], "accuracy", resamples=200)
+    assert (diff.mean, diff.ci_low, diff.ci_high) == (0.0, 0.0, 0.0)
+
+
+def test_paired_difference_is_narrower_than_the_two_intervals_suggest():
+    # b is right wherever a is, plus on 10 more of 100 queries: a constant +0.1 gain.
+    a_hits = _sample(0.4, 100, 8)
+    b_hits = list(a_hits)
+    flipped = [i for i, hit in enumerate(a_hits) if not hit][:10]
+    for i in flipped:
+        b_hits[i] = True
+    a, b = _scores(a_hits), _scores(b_hits)
+    diff = bootstrap_difference([b], [a], "accuracy", resamples=500)
+    assert diff.mean == pytest.approx(0.1)
+    assert 0.0 < diff.ci_low <= 0.1 <= diff.ci_high < 0.2
+    ia, ib = bootstrap([a], resamples=500)["accuracy"], bootstrap([b], resamples=500)["accuracy"]
+    assert ib.ci_low < ia.ci_high  # the separate intervals overlap; the paired one excludes 0
+
+
+def test_paired_difference_needs_the_same_queries():
+    with pytest.raises(ValueError, match="same queries"):
+        bootstrap_difference([_scores([True])], [_scores([True, False])], "accuracy")

@@ -51,14 +51,14 @@ def test_relative_improvement_over_a_zero_baseline_is_undefined():
     assert rel["percent"] is None and rel["hydra_value"] == 0.2
 
 
-def _result():
+def _result(difference=None):
     task = get_task("synth-tag")
     methods = {m: {"accuracy": Estimate(v, v - 0.05, v + 0.05), "f1": Estimate(v / 2, 0, v)}
                for m, v in [("zero_shot", 0.088), ("rag_bm25", 0.125), ("hydra", 0.3),
                             ("history_knn", 0.3), ("oracle_best_of_8", 0.35)]}
     return build_result(dataset="synth", task=task, generator="smollm2 (embedded)",
                         users={"train": 100, "test": 50}, seeds=[0, 1, 2], methods=methods,
-                        run={"queries": 200})
+                        difference=difference, run={"queries": 200})
 
 
 def test_result_document_follows_the_schema():
@@ -103,3 +103,13 @@ def test_bar_chart_is_written_as_a_png(tmp_path):
     path = plot_result(_result(), tmp_path / "charts" / "q.png")
     data = path.read_bytes()
     assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 5000
+
+
+def test_paired_difference_goes_into_the_document_and_the_table():
+    jsonschema = pytest.importorskip("jsonschema")
+    doc = _result(difference=Estimate(0.175, 0.1, 0.25))
+    jsonschema.validate(doc, RESULT_SCHEMA)
+    assert doc["relative_improvement"]["difference"] == {"mean": 0.175, "ci_low": 0.1,
+                                                         "ci_high": 0.25}
+    assert "Paired difference (positive: hydra better): +0.175 [+0.100, +0.250]." in \
+        markdown_table(doc)

@@ -109,7 +109,7 @@ def _run(client, coro):
 
 def _fast_fail_client(make_client, **breaker):
     return make_client(max_retries=1, timeout_s=0.3, breaker={
-        "failure_threshold": 4, "cooldown_s": 0.3, **breaker})
+        "failure_threshold": 4, "cooldown_s": 1.0, **breaker})
 
 
 def test_client_fails_fast_while_open_and_recovers(server, make_client):
@@ -127,12 +127,12 @@ def test_client_fails_fast_while_open_and_recovers(server, make_client):
             await client.chat(HELLO)
         fast = time.monotonic() - start
         assert server.count == sent, "an open breaker must not call the server"
-        assert info.value.attempts == 0 and 0 < info.value.retry_after_s <= 0.3
-        await asyncio.sleep(0.35)               # cool-down over: the next call probes
+        assert info.value.attempts == 0 and 0 < info.value.retry_after_s <= 1.0
+        await asyncio.sleep(1.05)               # cool-down over: the next call probes
         return fast, await client.chat(HELLO)
 
     fast, answer = _run(client, scenario())
-    assert fast < 0.05
+    assert fast < 0.5                           # no network at all (the count above proves it)
     assert answer == ["sample 5-0"] and client.breaker.state == "closed"
     assert (client.stats.short_circuits, client.stats.breaker_opens, client.stats.errors) == (
         1, 1, 3)
@@ -190,7 +190,7 @@ def test_a_server_that_is_down_opens_it(make_client, free_port):
             await client.chat(HELLO)
         return time.monotonic() - start
 
-    assert _run(client, scenario()) < 0.05
+    assert _run(client, scenario()) < 0.5
 
 
 def test_deadline_bounds_a_call_against_a_slow_server(server, make_client):
@@ -200,7 +200,7 @@ def test_deadline_bounds_a_call_against_a_slow_server(server, make_client):
     start = time.monotonic()
     with pytest.raises(GeneratorTimeout):
         _run(client, client.chat(HELLO))
-    assert time.monotonic() - start < 1.0
+    assert time.monotonic() - start < 3.0      # 6 attempts x 2 s without the deadline
     assert server.count == 1
 
 
