@@ -59,15 +59,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from ray import serve
 
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    # Logical CPUs above the 2 cores: the engine's bundle, the Scorer and a training stage share
-    # the machine in turn, and none must wait for another to release a whole CPU.
-    ray.init(num_cpus=4, include_dashboard=False, object_store_memory=384 * 1024**2)
+    # The replicas' logs (vLLM, Serve) stay in Ray's log files; the training stages print their
+    # own progress. Logical CPUs above the 2 cores: the engine's bundle, the Scorer and a
+    # training stage share the machine in turn, and none must wait for another to release one.
+    for name in ("ray.serve", "httpx"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    ray.init(num_cpus=4, include_dashboard=False, object_store_memory=384 * 1024**2,
+             log_to_driver=False)
+    started = time.monotonic()
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": args.port})
         llm_url = _deploy_llm(apps["hydralm-llm"], args.port)
         _run_training(args.config, llm_url, ray.get_runtime_context().gcs_address)
         base = _deploy_hydra(apps["hydralm"], job, llm_url, args.port)
         _show_answers(base, job, args.queries)
+        _say(f"done in {(time.monotonic() - started) / 60:.1f} min")
     finally:
         _say("stopping Serve and Ray")
         serve.shutdown()
@@ -130,44 +136,54 @@ def _deploy_hydra(app: dict[str, Any], job, llm_url: str, port: int) -> str:
     return base
 
 
+SHOWN = {"zero_shot": "non-personalized", "rag_bm25": "prompt-personalized (BM25 RAG)",
+         "hydra": "personalized (HYDRA)"}
+
+
 def _show_answers(base: str, job, n_queries: int) -> None:
+    """One query from each of the first `n_queries` new users, answered by every method of
+    SHOWN, with the history items HYDRA's reranker put into the prompt."""
     from hydralm.data import Dataset
 
     split = json.loads(Path(job.paths.split_file).read_text(encoding="utf-8"))
     dataset = Dataset(split["dataset"])
-    queries = [q for user in split["test"] for q in dataset.queries(user)][:n_queries]
-    hits = {"rag_bm25": 0, "hydra": 0}
+    queries = [qs[0] for user in split["test"] if (qs := dataset.queries(user))][:n_queries]
+    hits = dict.fromkeys(SHOWN, 0)
     with httpx.Client(timeout=120.0) as client:
         for q in queries:
             answers = {}
-            for method in hits:
+            for method in SHOWN:
                 resp = client.post(f"{base}/v1/personalize",
                                    json={"user": q.user_id, "input": q.input, "method": method})
                 resp.raise_for_status()
                 answers[method] = resp.json()
             _print_query(q, answers, dataset.profile(q.user_id))
-            hits = {m: hits[m] + (answers[m]["answer"].strip() == (q.gold or "")) for m in hits}
-    print(f"\ncorrect on these {len(queries)} queries: non-personalized {hits['rag_bm25']}, "
-          f"personalized (HYDRA) {hits['hydra']}  (a handful of queries: see `hydralm eval` for "
-          "measured gains with confidence intervals)")
+            for method, answer in answers.items():
+                hits[method] += answer["answer"].strip() == (q.gold or "")
+    print(f"\ncorrect on these {len(queries)} queries: "
+          + ", ".join(f"{SHOWN[m]} {n}" for m, n in hits.items())
+          + "\n(a handful of queries says little: `hydralm eval` measures the gains with "
+            "confidence intervals; docs/RESULTS.md has the tables)")
 
 
 def _print_query(q, answers: dict[str, dict], profile) -> None:
     hydra = answers["hydra"]
     items = {str(i.get("id")): i for i in profile}
+    text = q.input if len(q.input) <= 160 else "..." + q.input[-157:].split(" ", 1)[-1]
     print("\n" + "=" * 78)
-    print(f"user {q.user_id} (a new user: head fitted on their own history only)")
-    print(f"query: {q.input[-160:]}")
-    print(f"  gold answer          : {q.gold}")
-    print(f"  non-personalized     : {answers['rag_bm25']['answer']!r}  (BM25 RAG, greedy)")
-    print(f"  personalized (HYDRA) : {hydra['answer']!r}  (head: {hydra['head']})")
-    print("  history behind it (reranked top items):")
+    print(f"user {q.user_id} (a new user: heads fitted on their own history only)")
+    print(f"query: {text}")
+    print(f"  {'gold answer':<32}: {q.gold}")
+    for method, name in SHOWN.items():
+        extra = f"  (heads: {hydra['head']})" if method == "hydra" else ""
+        print(f"  {name:<32}: {answers[method]['answer']!r}{extra}")
+    print("  history behind HYDRA's prompt (the reranker's top items):")
     for item_id in hydra["prompt_item_ids"]:
         item = items.get(item_id, {})
         label = item.get("tag") or item.get("category") or item.get("title") or ""
         print(f"    - [{label}] {str(item.get('description') or item.get('text') or '')[:60]}")
-    cands = ", ".join(f"{c['text']!r}:{c['score']:.2f}" for c in hydra["candidates"])
-    print(f"  candidates (adapter score): {cands}")
+    cands = ", ".join(f"{c['text']!r} {c['score']:.3f}" for c in hydra["candidates"])
+    print(f"  the {len(hydra['candidates'])} candidates, adapter scores: {cands}")
 
 
 def _wait_ok(url: str, *, timeout_s: float, what: str) -> None:

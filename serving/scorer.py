@@ -23,6 +23,8 @@ from typing import Any
 
 import torch
 from ray import serve
+from ray.exceptions import RayActorError
+from ray.serve.exceptions import ReplicaUnavailableError
 from ray.serve.handle import DeploymentHandle
 
 from hydralm.artifacts import Registry
@@ -151,7 +153,9 @@ class Scorer:
 
 
 class RemotePairScorer(PairScorer):
-    """`PairScorer` over a Scorer deployment handle: each call is routed by the user's bucket."""
+    """`PairScorer` over a Scorer deployment handle: each call is routed by the user's bucket.
+    Scoring is idempotent, so a call caught on a replica that died is sent once more (Serve routes
+    it to a live replica); a second failure reaches the caller (HTTP 503)."""
 
     def __init__(self, handle: DeploymentHandle, num_buckets: int) -> None:
         if num_buckets < 1:
@@ -162,7 +166,11 @@ class RemotePairScorer(PairScorer):
                     seconds: list[str]) -> PairScores:
         bucket = user_bucket(user_id, self.num_buckets)
         routed = self.handle.options(multiplexed_model_id=bucket)
-        return await routed.score.remote(kind, user_id, list(firsts), list(seconds))
+        try:
+            return await routed.score.remote(kind, user_id, list(firsts), list(seconds))
+        except (RayActorError, ReplicaUnavailableError) as exc:
+            log.warning("scorer replica lost mid-call (%s); retrying once", type(exc).__name__)
+            return await routed.score.remote(kind, user_id, list(firsts), list(seconds))
 
 
 def build_scorer(args: ScorerArgs | dict[str, Any]) -> serve.Application:

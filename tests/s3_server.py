@@ -131,7 +131,10 @@ class SeaweedS3:
                 f"-filer.localSocket={self.workdir / 'filer.sock'}"]
         args += [f"-{flag}={port}" for flag, port in self.ports.items()]
         self.log_path = self.workdir / "weed.log"
-        env = {**os.environ, "TMPDIR": str(self.workdir)}   # weed's own log files go here
+        # weed enables S3 auth with the AWS_* credentials it starts with: always ours, whatever
+        # the environment holds, so every client of every test server signs with the same keys.
+        env = {**os.environ, "TMPDIR": str(self.workdir),   # weed's own log files go here
+               "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env,
                                          cwd=self.workdir)

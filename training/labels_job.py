@@ -136,14 +136,18 @@ def _label_pending(cfg: JobConfig, plans: Sequence[LabelPlan], dataset_uri: str,
     """Label every plan's pending shards in one Ray Data pipeline; yield each finished shard."""
     items = [{"plan": i, "name": s.name, "uri": s.uri, "users": json.dumps(list(s.users))}
              for i, plan in enumerate(plans) for s in plan.pending]
-    labelled = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
-        ShardLabeler, fn_constructor_kwargs={"cfg": cfg, "plans": list(plans),
-                                             "dataset_uri": dataset_uri, "base_url": base_url},
-        batch_size=1, batch_format="numpy", num_cpus=_ACTOR_CPUS,
-        runtime_env=worker_env() or None, compute=ray.data.ActorPoolStrategy(size=min(cfg.labels.concurrent_shards, len(items))))
     calls = hits = 0
+    # Inside quiet_ray_data: a Dataset keeps a copy of the DataContext it was built under.
     with quiet_ray_data(), tqdm(total=len(items), desc="labels", unit=" shard",
                                 disable=not progress) as bar:
+        labelled = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+            ShardLabeler, fn_constructor_kwargs={"cfg": cfg, "plans": list(plans),
+                                                 "dataset_uri": dataset_uri,
+                                                 "base_url": base_url},
+            batch_size=1, batch_format="numpy", num_cpus=_ACTOR_CPUS,
+            runtime_env=worker_env() or None,
+            compute=ray.data.ActorPoolStrategy(size=min(cfg.labels.concurrent_shards,
+                                                        len(items))))
         for row in labelled.iter_rows():
             calls, hits = calls + int(row["calls"]), hits + int(row["cache_hits"])
             bar.update(1)

@@ -81,6 +81,10 @@ class _Buffer:
         while True:
             try:
                 value, end = decoder.raw_decode(self.text, self.pos)
+            except RecursionError as exc:
+                raise DataValidationError(
+                    f"nested too deeply to read (beyond Python's recursion limit) at "
+                    f"{self.where(self.pos)}", path=self.path, record=index) from exc
             except json.JSONDecodeError as exc:
                 maybe_cut = exc.msg.startswith("Unterminated string") or (
                     exc.pos >= len(self.text) - _CUT_MARGIN)

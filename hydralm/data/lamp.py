@@ -47,9 +47,25 @@ def _type_name(value: Any) -> str:
     return _JSON_TYPES.get(type(value), type(value).__name__)
 
 
+def _check_unicode(value: str, *, path: str, record: int, field: str) -> str:
+    """`value` unless it holds a lone surrogate (a `\\ud800` escape JSON allows but UTF-8 cannot
+    encode, which the tokenizer and Parquet would refuse later)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise DataValidationError(f"holds a lone surrogate {value[exc.start]!r} at character "
+                                  f"{exc.start}, not valid Unicode text", path=path,
+                                  record=record, field=field) from None
+    return value
+
+
 def _as_id(value: Any, *, path: str, record: int, field: str) -> str:
     if isinstance(value, str) and value:
-        return value
+        bad = next((c for c in value if ord(c) < 0x20 or ord(c) == 0x7F), None)
+        if bad is not None:
+            raise DataValidationError(f"must not hold control characters, got {bad!r} in "
+                                      f"{value!r:.60}", path=path, record=record, field=field)
+        return _check_unicode(value, path=path, record=record, field=field)
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     raise DataValidationError(f"must be a non-empty string (or an integer), got {value!r}",
@@ -58,7 +74,7 @@ def _as_id(value: Any, *, path: str, record: int, field: str) -> str:
 
 def _as_text(value: Any, *, numeric: bool, path: str, record: int, field: str) -> str:
     if isinstance(value, str):
-        return value
+        return _check_unicode(value, path=path, record=record, field=field)
     if numeric and isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(int(value)) if float(value).is_integer() else str(value)
     raise DataValidationError(f"must be a string, got {_type_name(value)} {value!r:.60}",
@@ -101,6 +117,7 @@ def validate_record(obj: Any, index: int, task: str, *, path: str) -> LampRecord
     if not isinstance(text, str) or not text.strip():
         raise DataValidationError(f"must be a non-empty string, got {text!r:.60}", path=path,
                                   record=index, field="input")
+    _check_unicode(text, path=path, record=index, field="input")
     user_id = rid
     if "user_id" in obj:
         user_id = _as_id(obj["user_id"], path=path, record=index, field="user_id")
@@ -217,7 +234,7 @@ def load_lamp(questions: str | Path, outputs: str | Path | None = None, *,
         raw = stream.read()
     try:
         doc = json.loads(raw.decode("utf-8-sig"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         for _ in iter_lamp(questions, outputs, task=task):
             pass  # raises DataValidationError naming the record where the JSON breaks
         raise DataValidationError(f"not valid JSON: {exc}", path=qpath) from exc

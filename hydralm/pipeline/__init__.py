@@ -2,7 +2,7 @@
 
 from hydralm.pipeline.interfaces import Generator, HistoryStore, ModelKind, PairScorer, PairScores
 from hydralm.pipeline.pairs import adapter_pairs, reranker_pairs
-from hydralm.pipeline.personalize import METHODS, MethodSpec, PersonalizeResult, Personalizer
+from hydralm.pipeline.personalize import METHODS, MethodSpec, Personalizer, PersonalizeResult
 
 __all__ = [
     "METHODS",

@@ -1,5 +1,7 @@
 """An LRU of one model kind's per-user heads: loads deduplicated, retried, verified; unseen users
-fall back to the global head and the caller learns which head served.
+fall back to the global head and the caller learns which head served. A user whose head cannot be
+read (storage down after the retries) is served by the global head too, without caching that
+answer, so the user's own head comes back with the storage.
 
 Loading goes through two injected callables (usually bound to a `hydralm.artifacts.Registry`), so
 the cache knows nothing about storage: `load_user(user_id)` returns the user's verified head or
@@ -38,6 +40,7 @@ class ResolvedHead(Generic[H]):
 
     head: H
     source: HeadSource
+    degraded: bool = False      # the global head stood in for a head the storage could not give
 
 
 def _default_transient() -> tuple[type[BaseException], ...]:
@@ -185,7 +188,7 @@ class HeadCache(Generic[H]):
             return
         finally:
             self._inflight.pop(user_id, None)
-        if generation == self._generation:
+        if generation == self._generation and not resolved.degraded:
             self._insert(user_id, resolved)
         pending.set_result(resolved)
 
@@ -195,6 +198,16 @@ class HeadCache(Generic[H]):
         except NotFoundError:
             self._count("fallback")
             return ResolvedHead(await self.get_global(), "global")
+        except ArtifactError as exc:
+            if not self._retry.is_transient(exc):
+                raise       # a corrupt head or a base-version mismatch: the error
+            try:
+                head = await self.get_global()
+            except Exception:
+                raise exc from None
+            self._count("fallback")
+            log.warning("serving user %r with the global head: %s", user_id, exc)
+            return ResolvedHead(head, "global", degraded=True)
         self._count("load")
         return ResolvedHead(head, "user")
 

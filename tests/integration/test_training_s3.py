@@ -49,9 +49,6 @@ def s3_credentials():
     mp.undo()
 
 
-@pytest.mark.xfail(strict=False, reason="known issue: in a full `make test` run SeaweedFS "
-                   "answered InvalidAccessKeyId (credentials differ between the suite's S3 "
-                   "fixtures); passes when run alone - to be fixed")
 def test_checkpoints_and_registry_on_s3(ray_local, s3_server, tmp_path, monkeypatch):  # noqa: F811
     for name, value in s3_server.env().items():
         monkeypatch.setenv(name, value)

@@ -1,7 +1,6 @@
 """Malformed LaMP files beyond tests/unit/data/test_data_lamp.py's table: every one is refused
 with a DataValidationError naming the file (and the record where there is one), or loads as
-documented. Cases the loader does not handle yet are strict xfails naming the gap (fixing one
-makes its xfail fail: then drop the mark); docs/RELIABILITY.md lists them as known limits."""
+documented."""
 
 from __future__ import annotations
 
@@ -37,16 +36,13 @@ REFUSED = [
     ("record is a list", b'[["0", "q", []]]', 0),
     ("only whitespace", b"  \n ", None),
     ("second record broken", _file(_record(0))[:-1] + b', {"id": "1", "input": ]', 1),
-    *[pytest.param(name, data, record, marks=pytest.mark.xfail(strict=True, reason=gap), id=name)
-      for name, data, record, gap in [
-          ("nested 10,000 deep", b'[{"id": "0", "input": "q", "profile": [{"id": "0", "title": '
-           + b"[" * 10_000 + b"]" * 10_000 + b', "abstract": "a"}]}]', 0,
-           "gap: a RecursionError escapes hydralm/data/jsonstream.py"),
-          ("lone surrogate escape", _file(_record(0)).replace(b"question 0",
-                                                              b"question \\ud800"), 0,
-           "gap: accepted by hydralm/data/lamp.py; the text later fails the tokenizer"),
-          ("NUL in the user id", _file(_record(0, id="a\x00b")), 0,
-           "gap: accepted, but the history store and the API refuse such a user id")]],
+    ("nested 10,000 deep", b'[{"id": "0", "input": "q", "profile": [{"id": "0", "title": '
+     + b"[" * 10_000 + b"]" * 10_000 + b', "abstract": "a"}]}]', 0),
+    ("lone surrogate escape", _file(_record(0)).replace(b"question 0", b"question \\ud800"), 0),
+    ("lone surrogate in an item", _file(_record(0, profile=[{**_item(0), "title": "\ud800"}])),
+     0),
+    ("NUL in the user id", _file(_record(0, id="a\x00b")), 0),
+    ("newline in an item id", _file(_record(0, profile=[{**_item(0), "id": "a\nb"}])), 0),
 ]
 
 

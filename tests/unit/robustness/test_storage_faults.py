@@ -103,9 +103,6 @@ def test_an_outage_is_bounded_and_what_is_cached_keeps_serving(parts):
     assert r.status_code == 200 and r.json()["head"] == "user", r.text
 
 
-@pytest.mark.xfail(strict=True, reason="gap: hydralm.scoring.HeadCache falls back to the global "
-                                       "head only on NotFoundError; after its retries a storage "
-                                       "outage is an ArtifactError (HTTP 500)")
 def test_an_outage_falls_back_to_the_global_head_and_says_so(parts):
     assert _rerank(parts, "zed").json()["head"] == "global"        # the global head is cached
     parts.registry.storage.down = True

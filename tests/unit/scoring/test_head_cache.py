@@ -76,13 +76,23 @@ def test_transient_errors_are_retried_then_succeed():
     assert (cache.stats.retries, cache.stats.load_failures) == (2, 0)
 
 
-def test_retries_exhausted_raise_artifact_error_and_cache_nothing():
+def test_an_outage_is_served_by_the_global_head_and_not_remembered():
     loads = Loads({"u": "U"}, fail={"u": [OSError("down")] * 3})
+    cache = cache_of(loads)
+    resolved = asyncio.run(cache.get("u"))
+    assert (resolved.head, resolved.source, resolved.degraded) == ("G", "global", True)
+    assert "u" not in cache and (cache.stats.load_failures, cache.stats.fallbacks) == (1, 1)
+    resolved = asyncio.run(cache.get("u"))               # the storage is back
+    assert (resolved.head, resolved.source, resolved.degraded) == ("U", "user", False)
+
+
+def test_retries_exhausted_without_a_global_head_raise_artifact_error():
+    loads = Loads({"u": "U"}, fail={"u": [OSError("down")] * 3})
+    loads.global_head = lambda: (_ for _ in ()).throw(OSError("down too"))
     cache = cache_of(loads)
     with pytest.raises(ArtifactError, match="head of user 'u' failed after 3 attempt"):
         asyncio.run(cache.get("u"))
-    assert "u" not in cache and cache.stats.load_failures == 1
-    assert asyncio.run(cache.get("u")).head == "U"     # the next request tries again
+    assert "u" not in cache and cache.stats.load_failures == 2
 
 
 def test_storage_errors_wrapped_in_artifact_errors_are_retried():
