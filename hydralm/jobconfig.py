@@ -125,6 +125,11 @@ class TrainConfig(StrictModel):
     num_workers: int = Field(1, ge=1, le=4096, description="Ray Train workers (DDP ranks).")
     use_gpu: bool = Field(False, description="One GPU per worker, NCCL; else CPU and gloo.")
     cpus_per_worker: float = Field(1.0, gt=0, le=1024, description="CPUs each worker reserves.")
+    torch_threads: int | None = Field(
+        None, ge=1, le=1024, description="torch threads per worker; None: Ray's default, the "
+                                         "worker's CPUs. More than the reserved CPUs when other "
+                                         "reservations sit idle (e.g. the embedded generator "
+                                         "after labelling).")
     storage_path: str | None = Field(
         None, description="Where checkpoints go: a local path or s3://bucket/prefix (endpoint "
                           "from HYDRALM_S3_ENDPOINT). None: <work_dir>/checkpoints.")

@@ -7,10 +7,11 @@ list them all. Values are read at call time, so tests may monkeypatch the enviro
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["KNOBS", "Knob", "env_float", "env_int", "env_str", "home_dir"]
+__all__ = ["KNOBS", "Knob", "env_float", "env_int", "env_str", "home_dir", "loopback_ray"]
 
 
 @dataclass(frozen=True)
@@ -76,3 +77,22 @@ def home_dir() -> Path:
     path = Path(env_str("HYDRALM_HOME")).expanduser()
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+LOOPBACK_VAR = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def loopback_ray() -> None:
+    """Make the local Ray about to start bind 127.0.0.1 only (call right before `ray.init()`
+    starts one; never before joining a cluster, whose nodes must reach each other).
+
+    `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0` does it, but Ray reads it once, when `ray` is first
+    imported: set in the environment (for the processes Ray starts) and, when Ray is already
+    imported, in its constants too. An explicit value in the environment wins. No Ray import here:
+    the library stays free of Ray.
+    """
+    os.environ.setdefault(LOOPBACK_VAR, "0")
+    constants = sys.modules.get("ray._private.ray_constants")
+    if constants is not None:
+        constants.ENABLE_RAY_CLUSTER = os.environ[LOOPBACK_VAR].strip().lower() in (
+            "1", "true", "yes", "on")

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from hydralm.config import load_yaml
 from hydralm.errors import ConfigError
+from hydralm.settings import loopback_ray
 
 __all__ = ["register"]
 
@@ -68,7 +69,7 @@ def _start_ray(args: argparse.Namespace) -> bool:
     if args.address:
         ray.init(address=args.address, namespace="serve")
         return False
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    loopback_ray()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     kwargs = {"num_cpus": args.num_cpus, "include_dashboard": False, "namespace": "serve",
               "object_store_memory": args.object_store_mb * 1024 * 1024}

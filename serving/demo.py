@@ -25,6 +25,7 @@ import httpx
 from hydralm.config import load_yaml
 from hydralm.errors import HydraError
 from hydralm.jobconfig import load_job_config
+from hydralm.settings import loopback_ray
 
 __all__ = ["register"]
 
@@ -58,7 +59,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     import ray
     from ray import serve
 
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    loopback_ray()
     # The replicas' logs (vLLM, Serve) stay in Ray's log files; the training stages print their
     # own progress. Logical CPUs above the 2 cores: the engine's bundle, the Scorer and a
     # training stage share the machine in turn, and none must wait for another to release one.

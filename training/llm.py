@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import shutil
 import socket
 import tempfile
@@ -24,6 +23,7 @@ from ray.serve.schema import ApplicationStatus
 
 from hydralm.errors import ConfigError, GeneratorError
 from hydralm.generator import GeneratorConfig, llm_config_kwargs
+from hydralm.settings import loopback_ray
 
 __all__ = ["APP_NAME", "LOCAL_RAY_INIT", "check_port_free", "embedded_generator", "local_ray"]
 
@@ -44,7 +44,7 @@ def local_ray(**overrides: Any) -> Iterator[None]:
     if ray.is_initialized():
         yield
         return
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    loopback_ray()
     ray.init(**{**LOCAL_RAY_INIT, **overrides})
     try:
         yield

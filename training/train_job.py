@@ -90,7 +90,10 @@ class _RankZeroBar:
 
 
 def _worker_loop(config: dict[str, Any]) -> dict[str, Any]:
-    return train_loop(config["spec"], RayTrainSession())
+    spec: LoopSpec = config["spec"]
+    if spec.train.torch_threads:
+        torch.set_num_threads(spec.train.torch_threads)
+    return train_loop(spec, RayTrainSession())
 
 
 def run_name(cfg: JobConfig, kind: str, label_files: list[str]) -> str:

@@ -6,6 +6,9 @@ local Ray and Serve actually listen on."""
 from __future__ import annotations
 
 import ipaddress
+import os
+import subprocess
+import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -45,11 +48,30 @@ def test_the_embedded_generator_is_reached_on_loopback():
     assert _loopback(urlsplit(ServeArgs().generator_base_url()).hostname)
 
 
-@pytest.mark.parametrize("path", ["Makefile", "tests/conftest.py", "serving/cli.py",
-                                  "serving/demo.py", "training/llm.py"])
-def test_every_local_entry_point_keeps_ray_on_loopback(path):
+@pytest.mark.parametrize("path", ["Makefile", "tests/conftest.py"])
+def test_the_make_targets_and_the_tests_keep_ray_on_loopback(path):
     """RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 makes a local Ray bind 127.0.0.1 only (verified with
     `ss -ltnp`); without it Ray also listens on the machine's other interfaces."""
     text = (REPO / path).read_text(encoding="utf-8")
     assert "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER" in text and (
         '"0"' in text or ":= 0" in text), path
+
+
+@pytest.mark.parametrize("path", ["serving/cli.py", "serving/demo.py", "training/llm.py"])
+def test_every_command_that_starts_a_local_ray_asks_for_loopback(path):
+    assert "loopback_ray()" in (REPO / path).read_text(encoding="utf-8"), path
+
+
+def test_loopback_ray_works_when_ray_was_imported_first():
+    """Ray reads the setting once, at import; the CLI imports Ray before a command runs, so
+    setting the variable then is not enough (a `hydralm eval` run outside make bound the
+    machine's address this way). No ray.init: the node address Ray would pick is the check."""
+    code = ("import ray\n"
+            "from ray._private import services\n"
+            "from hydralm.settings import loopback_ray\n"
+            "loopback_ray()\n"
+            "print(services.get_node_ip_address())\n")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=120, check=True).stdout.split()
+    assert out[-1] == "127.0.0.1", out
