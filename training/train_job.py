@@ -10,10 +10,12 @@ published to the registry together (training/bases.py).
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import logging
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -55,8 +57,16 @@ class RayTrainSession:
             module, parallel_strategy_kwargs={"find_unused_parameters": True})
 
     def latest_checkpoint(self) -> Path | None:
+        """The latest checkpoint in a directory of this rank's own. Ray's default download
+        directory is shared by the ranks of a node, and a rank that takes its lock after
+        another finished downloading downloads again, over the files the first one is reading
+        (a resume then failed with "PytorchStreamReader failed reading file")."""
         checkpoint = ray.train.get_checkpoint()
-        return Path(checkpoint.to_directory()) if checkpoint is not None else None
+        if checkpoint is None:
+            return None
+        local = tempfile.mkdtemp(prefix=f"hydralm-resume-rank{self.rank}-")
+        atexit.register(shutil.rmtree, local, True)
+        return Path(checkpoint.to_directory(local))
 
     def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
         checkpoint = (ray.train.Checkpoint.from_directory(str(checkpoint_dir))
