@@ -16,7 +16,7 @@ from pydantic import Field, field_validator, model_validator
 
 from hydralm.config import StrictModel
 from hydralm.data.fs import join_uri
-from hydralm.data.schema import SYNTHETIC_TASKS, TASK_NAMES
+from hydralm.data.schema import SYNTHETIC_TASKS, TASK_NAMES, TaskName
 from hydralm.generator.config import GeneratorConfig
 from hydralm.labels.config import LabelsConfig
 from hydralm.model.config import ModelConfig
@@ -190,7 +190,7 @@ Model = Literal["reranker", "adapter"]
 class JobConfig(StrictModel):
     """A whole HYDRA training job: labels -> train -> fit-users."""
 
-    task: str = Field(..., description=f"Task name, one of {', '.join(TASK_NAMES)}.")
+    task: TaskName = Field(..., description=f"Task name, one of {', '.join(TASK_NAMES)}.")
     data: DataConfig = Field(..., description="Where the users come from.")
     users: UsersConfig = Field(default_factory=UsersConfig,
                                description="Training users vs new users.")
@@ -209,13 +209,6 @@ class JobConfig(StrictModel):
                                                    "<work_dir>/registry.")
     work_dir: str | None = Field(None, description="Label files, datasets, caches, checkpoints. "
                                                    "None: HYDRALM_HOME/work.")
-
-    @field_validator("task")
-    @classmethod
-    def _known_task(cls, value: str) -> str:
-        if value not in TASK_NAMES:
-            raise ValueError(f"unknown task {value!r}; valid tasks: {', '.join(TASK_NAMES)}")
-        return value
 
     @model_validator(mode="after")
     def _cross_field(self) -> JobConfig:

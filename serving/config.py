@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import Field, field_validator, model_validator
 
 from hydralm.config import StrictModel
-from hydralm.data.schema import TASK_NAMES
+from hydralm.data.schema import TASK_NAMES, TaskName
 from hydralm.generator import GeneratorConfig
 from hydralm.pipeline import METHODS
 from hydralm.settings import home_dir
@@ -100,7 +100,7 @@ class IngressArgs(StrictModel):
 class ServeArgs(StrictModel):
     """Arguments of `serving.app:build_app` (the `args:` of the hydralm app in a Serve config)."""
 
-    task: str = Field("synth-tag", description=f"The task served, one of {', '.join(TASK_NAMES)}.")
+    task: TaskName = Field("synth-tag", description=f"The task served, one of {', '.join(TASK_NAMES)}.")
     model_name: str = Field(
         "hydralm", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$",
         description="Model id of GET /v1/models; `<model_name>:<method>` selects a baseline.")
@@ -127,13 +127,6 @@ class ServeArgs(StrictModel):
     k_prompt: int = Field(4, ge=0, le=1000, description="Reranked items put into the prompt.")
     auth: AuthConfig = Field(default_factory=AuthConfig, description="API keys.")
     limits: RequestLimits = Field(default_factory=RequestLimits, description="Request bounds.")
-
-    @field_validator("task")
-    @classmethod
-    def _known_task(cls, value: str) -> str:
-        if value not in TASK_NAMES:
-            raise ValueError(f"unknown task {value!r}; valid tasks: {', '.join(TASK_NAMES)}")
-        return value
 
     @field_validator("method")
     @classmethod

@@ -7,8 +7,12 @@ carries a `user_id` field (synthetic sets do, with several queries per user).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Annotated
 
-__all__ = ["LAMP_TASKS", "PROFILE_FIELDS", "SYNTHETIC_TASKS", "TASK_NAMES", "LampRecord"]
+from pydantic import AfterValidator
+
+__all__ = ["LAMP_TASKS", "PROFILE_FIELDS", "SYNTHETIC_TASKS", "TASK_NAMES", "LampRecord",
+           "TaskName"]
 
 # Required profile-item fields per task (besides "id"; any item may also carry "date").
 # From the LaMP code and ../shared/lamp/README.md.
@@ -28,6 +32,16 @@ PROFILE_FIELDS: dict[str, tuple[str, ...]] = {
 LAMP_TASKS: tuple[str, ...] = tuple(t for t in PROFILE_FIELDS if t.startswith("LaMP-"))
 SYNTHETIC_TASKS: tuple[str, ...] = tuple(t for t in PROFILE_FIELDS if t.startswith("synth-"))
 TASK_NAMES: tuple[str, ...] = tuple(PROFILE_FIELDS)
+
+
+def _known_task(value: str) -> str:
+    if value not in TASK_NAMES:
+        raise ValueError(f"unknown task {value!r}; valid tasks: {', '.join(TASK_NAMES)}")
+    return value
+
+
+# A config field holding a task name: refused with the valid names when unknown.
+TaskName = Annotated[str, AfterValidator(_known_task)]
 
 
 @dataclass(frozen=True)

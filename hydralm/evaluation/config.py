@@ -17,7 +17,7 @@ from pydantic import Field, field_validator, model_validator
 
 from hydralm.config import StrictModel
 from hydralm.data.fs import join_uri
-from hydralm.data.schema import TASK_NAMES
+from hydralm.data.schema import TASK_NAMES, TaskName
 from hydralm.evaluation.runner import LLM_METHODS
 from hydralm.generator.config import GeneratorConfig
 from hydralm.jobconfig import DataConfig, FitConfig, JobConfig, TrainConfig, UsersConfig
@@ -49,7 +49,7 @@ class BootstrapConfig(StrictModel):
 class EvalConfig(StrictModel):
     """`hydralm eval`: the paper's comparison on one task, one data source and one generator."""
 
-    task: str = Field(..., description=f"Task name, one of {', '.join(TASK_NAMES)}.")
+    task: TaskName = Field(..., description=f"Task name, one of {', '.join(TASK_NAMES)}.")
     data: DataConfig = Field(..., description="Where the users come from (as a training job).")
     dataset: str | None = Field(
         None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$",
@@ -84,13 +84,6 @@ class EvalConfig(StrictModel):
                                                    "None: HYDRALM_HOME/eval/<dataset>_<task>.")
     results_dir: str = Field("benchmarks/results", min_length=1,
                              description="Where the JSON, Markdown and PNG results go.")
-
-    @field_validator("task")
-    @classmethod
-    def _known_task(cls, value: str) -> str:
-        if value not in TASK_NAMES:
-            raise ValueError(f"unknown task {value!r}; valid tasks: {', '.join(TASK_NAMES)}")
-        return value
 
     @field_validator("methods")
     @classmethod
