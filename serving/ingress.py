@@ -14,6 +14,7 @@ from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Request
 from fastapi.responses import JSONResponse
+from starlette.convertors import Convertor, register_url_convertor
 
 from hydralm.pipeline import PersonalizeResult
 from serving.auth import Authenticator, KeyGrant
@@ -47,8 +48,24 @@ __all__ = ["HISTORY_ROUTE", "Context", "create_api", "router"]
 
 R = TypeVar("R")
 
-# `:path` so that ids with '/' (e.g. '../x') reach the handler and get a 400 naming user_id.
-HISTORY_ROUTE = "/v1/users/{user_id:path}/history"
+
+
+class _AnyUserId(Convertor[str]):
+    """Starlette's `:path` (`.*`) without its blind spot: it also matches a newline, so every
+    malformed id in the path reaches the handler and gets a 400 naming user_id, not a 404."""
+
+    regex = r"[\s\S]*"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("any_user_id", _AnyUserId())
+# ids with '/' (e.g. '../x') or a newline reach the handler and get a 400 naming user_id
+HISTORY_ROUTE = "/v1/users/{user_id:any_user_id}/history"
 
 
 @dataclass(frozen=True)

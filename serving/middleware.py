@@ -82,5 +82,6 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            route = getattr(scope.get("route"), "path", "unmatched")
+            # the template without convertors: /v1/users/{user_id}/history
+            route = getattr(scope.get("route"), "path_format", "unmatched")
             self.metrics.request(route, status, (time.perf_counter() - start) * 1000.0)

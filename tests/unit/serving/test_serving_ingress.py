@@ -139,7 +139,7 @@ def test_models_health_and_metrics(client):
     assert client.get("/readyz").json() == {"status": "ready", "checks": {"generator": "ok"}}
     client.post("/v1/users/a/history", json={"items": []})
     assert ("/v1/models", 200) in client.metrics.seen
-    assert ("/v1/users/{user_id:path}/history", 400) in client.metrics.seen
+    assert ("/v1/users/{user_id}/history", 400) in client.metrics.seen
 
 
 def test_readyz_is_503_when_a_dependency_fails(tmp_path):
