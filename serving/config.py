@@ -123,6 +123,12 @@ class ServeArgs(StrictModel):
     ingress: IngressArgs = Field(default_factory=IngressArgs, description="The HTTP ingress.")
     method: str = Field("hydra", description=f"Default method, one of {', '.join(METHODS)}.")
     n_candidates: int = Field(8, ge=1, le=128, description="Candidates sampled per query (N).")
+    candidate_temperature: float = Field(
+        1.0, gt=0.0, le=2.0, description="Sampling temperature of the candidates: the "
+                                         "adapter's training labels' (labels.adapter_temperature).")
+    greedy_candidate: bool = Field(
+        False, description="Candidate 0 is the greedy answer, the others sampled: as the "
+                           "adapter's training labels were drawn (labels.adapter_greedy_candidate).")
     k_retrieve: int = Field(10, ge=1, le=1000, description="BM25 top-k handed to the reranker.")
     k_prompt: int = Field(4, ge=0, le=1000, description="Reranked items put into the prompt.")
     auth: AuthConfig = Field(default_factory=AuthConfig, description="API keys.")

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from hydralm.pipeline import (
     METHODS,
+    CandidateSampling,
     Generator,
     HistoryStore,
     PairScorer,
@@ -42,6 +43,12 @@ class PipelineSettings:
     n_candidates: int = 8
     k_retrieve: int = 10
     k_prompt: int = 4
+    candidate_temperature: float = 1.0
+    greedy_candidate: bool = False
+
+    def sampling(self) -> CandidateSampling:
+        return CandidateSampling(n=self.n_candidates, temperature=self.candidate_temperature,
+                                 greedy_first=self.greedy_candidate)
 
 
 @dataclass(frozen=True)
@@ -99,7 +106,8 @@ class HydraService:
         personalizer = Personalizer(
             self.task, self.scorer, self.generator, self.history,
             k_retrieve=self.settings.k_retrieve, k_prompt=self.settings.k_prompt,
-            n_candidates=self.settings.n_candidates, max_tokens=max_tokens)
+            n_candidates=self.settings.n_candidates, max_tokens=max_tokens,
+            sampling=self.settings.sampling())
         return await personalizer.run(user, query, method, n_candidates=n_candidates)
 
     async def complete(self, user: str, model: str, query: str, *, n: int = 1,

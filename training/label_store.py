@@ -45,10 +45,18 @@ def _key(payload: dict) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
 
+# Label settings added after shards were first written: left out of the key while they hold the
+# value that reproduces the old rows, so shards written before they existed stay valid.
+_ADDED_LATER = {"adapter_greedy_candidate": False}
+
+
 def settings_key(cfg: JobConfig, model: str, stage: str, retrieval: str = "") -> dict:
     """Everything besides the users that decides a shard's rows."""
-    return {"task": cfg.task, "model": model, "stage": stage,
-            "labels": cfg.labels.model_dump(mode="json", exclude={"concurrent_shards"}),
+    labels = cfg.labels.model_dump(mode="json", exclude={"concurrent_shards"})
+    for name, old_value in _ADDED_LATER.items():
+        if labels.get(name) == old_value:
+            del labels[name]
+    return {"task": cfg.task, "model": model, "stage": stage, "labels": labels,
             "generator_model": cfg.generator.model, "retrieval": retrieval}
 
 

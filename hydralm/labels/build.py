@@ -90,11 +90,10 @@ async def _label_adapter(task, generator: Generator, user: UserData, stage: Stag
     calls = [adapter_call(task, q, user.profile, k_retrieve=cfg.k_retrieve,
                           k_prompt=cfg.k_prompt, rerank=rerank)
              for q in user_queries(task, user, stage=stage, cfg=cfg)]
-    tokens = cfg.answer_tokens(task.kind)
+    tokens, sampling = cfg.answer_tokens(task.kind), cfg.sampling()
     samples = await asyncio.gather(*(
-        generator.chat([{"role": "user", "content": c.prompt}], n=cfg.n_candidates,
-                       temperature=cfg.adapter_temperature, max_tokens=tokens,
-                       choices=task.choices())
+        sampling.sample(generator, [{"role": "user", "content": c.prompt}],
+                        max_tokens=tokens, choices=task.choices())
         for c in calls))
     return [row for call, cands in zip(calls, samples, strict=True)
             for row in adapter_labels(task, call, cands, stage=stage)]

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from hydralm.config import StrictModel
+from hydralm.pipeline.candidates import CandidateSampling
 
 __all__ = ["LabelsConfig"]
 
@@ -31,6 +32,10 @@ class LabelsConfig(StrictModel):
     k_prompt: int = Field(4, ge=1, le=50, description="History items in an adapter RAG prompt.")
     adapter_temperature: float = Field(1.0, gt=0.0, le=2.0,
                                        description="Sampling temperature of adapter candidates.")
+    adapter_greedy_candidate: bool = Field(
+        False, description="Candidate 0 of each adapter prompt is the greedy answer and the "
+                           "other n_candidates - 1 are sampled (the paper samples all N). Serving "
+                           "and eval draw candidates the same way (sampling()).")
     adapter_retrieval: Literal["auto", "bm25", "rerank"] = Field(
         "auto", description="How the adapter prompt's k_prompt items are chosen from the BM25 "
                             "top k_retrieve: rerank uses the trained reranker in the registry "
@@ -54,6 +59,11 @@ class LabelsConfig(StrictModel):
                              f"labels.k_retrieve ({self.k_retrieve}): the prompt's items are "
                              "picked from the retrieved ones")
         return self
+
+    def sampling(self) -> CandidateSampling:
+        """How adapter candidates are drawn: for the labels and for the pipeline alike."""
+        return CandidateSampling(n=self.n_candidates, temperature=self.adapter_temperature,
+                                 greedy_first=self.adapter_greedy_candidate)
 
     def answer_tokens(self, kind: str) -> int:
         """Completion tokens per answer for a task kind (the serving pipeline's default)."""

@@ -1,11 +1,13 @@
 """HYDRA inference: the interfaces it is built from and the per-query pipeline."""
 
+from hydralm.pipeline.candidates import CandidateSampling
 from hydralm.pipeline.interfaces import Generator, HistoryStore, ModelKind, PairScorer, PairScores
 from hydralm.pipeline.pairs import adapter_pairs, reranker_pairs
 from hydralm.pipeline.personalize import METHODS, MethodSpec, Personalizer, PersonalizeResult
 
 __all__ = [
     "METHODS",
+    "CandidateSampling",
     "Generator",
     "HistoryStore",
     "MethodSpec",

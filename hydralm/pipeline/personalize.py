@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Literal
 
+from hydralm.pipeline.candidates import CandidateSampling
 from hydralm.pipeline.interfaces import Generator, HistoryStore, PairScorer
 from hydralm.pipeline.pairs import adapter_pairs, reranker_pairs
 from hydralm.retrieval import bm25_top_k
@@ -65,11 +66,14 @@ class Personalizer:
 
     def __init__(self, task, scorer: PairScorer | None, generator: Generator,
                  history: HistoryStore, *, k_retrieve: int = 10, k_prompt: int = 4,
-                 n_candidates: int = 8, max_tokens: int | None = None, seed: int = 0) -> None:
+                 n_candidates: int = 8, max_tokens: int | None = None, seed: int = 0,
+                 sampling: CandidateSampling | None = None) -> None:
         if k_prompt > k_retrieve:
             raise ValueError(f"k_prompt ({k_prompt}) must not exceed k_retrieve ({k_retrieve})")
         self.task, self.scorer, self.generator, self.history = task, scorer, generator, history
         self.k_retrieve, self.k_prompt, self.n_candidates = k_retrieve, k_prompt, n_candidates
+        # the adapter's candidates: drawn as its training labels' were (LabelsConfig.sampling())
+        self.sampling = sampling or CandidateSampling(n=n_candidates)
         self.max_tokens = max_tokens or (64 if task.kind == "generation" else 16)
         self.seed = seed
 
@@ -83,11 +87,15 @@ class Personalizer:
             spec, user_id, query_input, profile, timings)
         prompt = self.task.rag_prompt(query_input, items) if items else query_input
         t = time.perf_counter()
-        n = (n_candidates or self.n_candidates) if spec.selection == "adapter" else 1
-        candidates = await self.generator.chat(
-            [{"role": "user", "content": prompt}], n=n,
-            temperature=1.0 if spec.selection == "adapter" else 0.0,
-            max_tokens=self.max_tokens, choices=self.task.choices())
+        messages = [{"role": "user", "content": prompt}]
+        if spec.selection == "adapter":
+            candidates = await self.sampling.sample(
+                self.generator, messages, n=n_candidates or self.n_candidates,
+                max_tokens=self.max_tokens, choices=self.task.choices())
+        else:
+            candidates = await self.generator.chat(messages, n=1, temperature=0.0,
+                                                   max_tokens=self.max_tokens,
+                                                   choices=self.task.choices())
         timings["generate_ms"] = _ms(t)
         adapter_scores: list[float] = []
         best = 0

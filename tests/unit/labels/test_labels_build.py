@@ -67,6 +67,27 @@ def test_train_stage_labels_every_pair_of_every_query():
     assert all(r.label == int(r.second == r.gold) for r in adapt)
 
 
+class GreedyMarks(EchoGenerator):
+    """Marks the greedy answer (temperature 0) so a test can find it among the candidates."""
+
+    async def chat(self, messages, *, n=1, temperature=0.0, max_tokens=None, choices=None):
+        self.requests.append([dict(m) for m in messages])
+        return ["GREEDY"] * n if temperature == 0.0 else [f"s{i}" for i in range(n)]
+
+
+def test_adapter_labels_draw_candidates_with_the_configured_policy():
+    task = get_task("synth-title")
+    cfg = CFG.model_copy(update={"adapter_greedy_candidate": True})
+    rows = asyncio.run(label_users(task, GreedyMarks(), _users("synth-title", 1), model="adapter",
+                                   stage="train", cfg=cfg))
+    by_query: dict[str, list[str]] = {}
+    for row in rows:
+        by_query.setdefault(row.query_id, []).append(row.second)
+    # the 8 drawn candidates, in order (the train stage may add the gold after them)
+    assert by_query and all(c[:8] == ["GREEDY"] + [f"s{i}" for i in range(7)]
+                            for c in by_query.values())
+
+
 def test_label_records_round_trip_through_arrow():
     task = get_task("synth-title")
     rows = asyncio.run(label_users(task, EchoGenerator(), _users("synth-title", 1),

@@ -8,7 +8,7 @@ from training_fixtures import tiny_job
 
 from hydralm.errors import ConfigError
 from hydralm.jobconfig import UsersConfig
-from training.label_store import plan_shards
+from training.label_store import plan_shards, settings_key
 from training.users import draw_users, load_split, prepare_users
 
 POOL = [f"u{i:02d}" for i in range(20)]
@@ -67,3 +67,14 @@ def test_shard_names_are_stable_and_keyed_by_their_inputs(tmp_path):
     cfg.labels.k_retrieve = 7
     assert plan_shards(cfg, "reranker", "train", users)[0].name != shards[0].name
     assert shards[0].uri.startswith(cfg.paths.labels_dir("reranker", "train"))
+
+
+def test_a_setting_added_later_keys_shards_only_when_it_changes_the_rows(tmp_path):
+    """Shards written before `adapter_greedy_candidate` existed keep their names at its default."""
+    cfg = tiny_job(tmp_path / "job", tmp_path / "encoder")
+    users = [f"u{i}" for i in range(4)]
+    before = plan_shards(cfg, "adapter", "train", users)[0].name
+    assert "adapter_greedy_candidate" not in settings_key(cfg, "adapter", "train")["labels"]
+    cfg.labels.adapter_greedy_candidate = True
+    assert settings_key(cfg, "adapter", "train")["labels"]["adapter_greedy_candidate"] is True
+    assert plan_shards(cfg, "adapter", "train", users)[0].name != before
