@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import shutil
 import socket
 import statistics
@@ -104,6 +105,12 @@ def _title(pid: int) -> str:
     return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
 
 
+def _process_name(title: str) -> str:
+    """A Ray worker's title without the method it runs now ("ray::ServeReplica:app:Scorer" for
+    "...:Scorer.handle_request_with_rejection"), so one process keeps one name across samples."""
+    return re.sub(r"\.[A-Za-z_]\w*$", "", title) if title.startswith("ray::") else title
+
+
 def replica_rss_mb(apps: tuple[str, ...]) -> dict[str, float]:
     """RSS in MB of this driver's Serve replica processes of `apps` and their children (e.g.
     vLLM's engine), by process title (the same titles summed)."""
@@ -115,8 +122,8 @@ def replica_rss_mb(apps: tuple[str, ...]) -> dict[str, float]:
                     with contextlib.suppress(OSError, ValueError, IndexError):
                         status = Path(f"/proc/{member}/status").read_text()
                         kb = int(status.split("VmRSS:")[1].split()[0])
-                        title = _title(member)
-                        out[title] = out.get(title, 0.0) + kb / 1024
+                        name = _process_name(_title(member))
+                        out[name] = out.get(name, 0.0) + kb / 1024
     return out
 
 
