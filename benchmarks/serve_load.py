@@ -42,6 +42,7 @@ import torch  # noqa: E402
 from hydralm.artifacts import Registry  # noqa: E402
 from hydralm.model import BaseEncoder  # noqa: E402
 from hydralm.scoring import publish_random_registry  # noqa: E402
+from serving.scorer_config import CPU_FORWARD_PAIRS  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RERANK_PAIRS, SCORE_PAIRS = 10, 8
@@ -70,12 +71,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--designs", default=",".join(DESIGNS), help="comma-separated subset")
     p.add_argument("--models-per-replica", type=int, default=4,
                    help="per_user_model: users' models kept per replica")
+    p.add_argument("--forward-pairs", type=int, default=None,
+                   help="pairs per base encoder call in every design (default: the Scorer's "
+                        "CPU default, max_forward_pairs)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
     if args.quick:
         args.users = min(args.users, 100)
-        args.duration_s, args.slice_s, args.warmup_s, args.timeout_s = 5.0, 2.5, 1.0, 10.0
+        # one short round; few requests in flight, so drains are short and none times out
+        args.duration_s, args.slice_s, args.warmup_s = 2.0, 2.0, 0.25
+        args.max_inflight, args.timeout_s = 8, 30.0
     unknown = set(args.designs.split(",")) - set(DESIGNS)
     if unknown:
         p.error(f"--designs: unknown {sorted(unknown)}, choose from {list(DESIGNS)}")
@@ -129,11 +135,11 @@ class Ceiling:
             done += batch
         return done / (time.perf_counter() - start)
 
-    def calibrate(self, seconds: float) -> dict[str, int]:
-        """Pick each kind's best batch size (each candidate timed for `seconds`)."""
+    def calibrate(self, seconds: float, sizes=(4, 8, 16, 32, 64, 128)) -> dict[str, int]:
+        """Pick each kind's best batch size of `sizes` (each timed for `seconds`)."""
         for kind in self.pairs:
             self._rate(kind, 8, 0.0)                                        # warm-up
-            rates = {b: self._rate(kind, b, seconds) for b in (8, 16, 32, 64, 128)}
+            rates = {b: self._rate(kind, b, seconds) for b in sizes}
             self.batch[kind] = max(rates, key=rates.get)
         return self.batch
 
@@ -154,6 +160,7 @@ class Slice:
 
     window_s: float
     in_window: int = 0                    # requests completed before the arrivals stopped
+    elapsed_s: float = 0.0                # first arrival to last completion (drain included)
     latencies: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     sent: int = 0
@@ -195,20 +202,29 @@ async def drive(score, pick, bodies, rate: float, window_s: float, max_inflight:
         task.add_done_callback(open_tasks.discard)
     if open_tasks:
         await asyncio.wait(open_tasks)     # each ends by its own timeout at the latest
+    out.elapsed_s = loop.time() - start
     return out
 
 
 def merge(slices: list[Slice], rate: float) -> dict:
-    """A design's figures over its slices: throughput from completions inside the arrival
-    windows (steady state, drains excluded), latency over every completed request."""
+    """A design's figures over its slices: throughput as the requests completed over the time
+    from a slice's first arrival to its last completion (every design is saturated: the offered
+    load is a multiple of the ceiling), latency over every completed request.
+
+    Not only the completions inside the arrival window: a design that batches everything in
+    flight finishes its first requests only after about max_inflight requests' worth of work
+    (p50 ~5 s here), so in a 5 s window most of its work completes after the window closes and
+    an in-window count undercounts it (kept as `in_window_pairs_per_s`)."""
     window = sum(s.window_s for s in slices)
-    done = sum(s.in_window for s in slices)
+    elapsed = sum(s.elapsed_s for s in slices)
     ordered = sorted(x for s in slices for x in s.latencies)
+    done = len(ordered)
     errors = [e for s in slices for e in s.errors]
     timed_out = sum(s.timed_out for s in slices)
     return {
-        "requests_per_s": done / window,
-        "pairs_per_s": done * PAIRS / window,
+        "requests_per_s": done / elapsed if elapsed else 0.0,
+        "pairs_per_s": done * PAIRS / elapsed if elapsed else 0.0,
+        "in_window_pairs_per_s": sum(s.in_window for s in slices) * PAIRS / window,
         "p50_ms": 1000 * statistics.median(ordered) if ordered else None,
         "p99_ms": 1000 * ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
         if ordered else None,
@@ -239,13 +255,15 @@ def deploy_all(designs: list[str], args, registry_uri: str) -> dict:
     from serving.scorer_config import ScorerArgs
 
     scorer_args = ScorerArgs(registry_uri=registry_uri, num_cpus=0, torch_threads=args.threads,
-                             head_cache_capacity=max(2 * args.users, 16))
+                             head_cache_capacity=max(2 * args.users, 16),
+                             max_forward_pairs=args.forward_pairs)
+    pairs = scorer_args.forward_pairs("cpu")     # every design's encoder calls are this size
     per_user_batching, per_user_model = _baselines()
     apps = {"hydralm": lambda: build_scorer(scorer_args),
             "per_user_batching": lambda: per_user_batching.bind(registry_uri, args.threads,
-                                                                args.users),
+                                                                args.users, pairs),
             "per_user_model": lambda: per_user_model.bind(registry_uri, args.threads,
-                                                          args.models_per_replica)}
+                                                          args.models_per_replica, pairs)}
     handles = serve.run_many([serve.RunTarget(apps[d](), name=d, route_prefix=None)
                               for d in designs])
     scorers = {}
@@ -292,7 +310,8 @@ def run_designs(args, registry_uri: str, users: list[str], bodies) -> tuple[dict
     slices: dict[str, list[Slice]] = {d: [] for d in designs}
     try:
         ceiling = ray.remote(num_cpus=0)(Ceiling).remote(bodies, args.threads)
-        batch = ray.get(ceiling.calibrate.remote(0.3 if args.quick else 1.0))
+        batch = ray.get(ceiling.calibrate.remote(0.2, (4, 8, 16)) if args.quick
+                        else ceiling.calibrate.remote(1.0))
         rate = args.load_factor * ray.get(ceiling.sample.remote(args.slice_s / 2)) / PAIRS
         print(f"best batch sizes {batch}; offered load {rate:.2f} requests/s", flush=True)
         serve.start(http_options={"host": "127.0.0.1", "port": _free_port()})
@@ -304,21 +323,47 @@ def run_designs(args, registry_uri: str, users: list[str], bodies) -> tuple[dict
             asyncio.run(drive(scorers[d], picks[d], bodies, rate, args.warmup_s,
                               args.max_inflight, args.timeout_s))
             settle(handles)
+        if "hydralm" in handles:          # the replica's forward passes: measured slices only
+            handles["hydralm"].reset_stats.remote().result()
+        loaded_s = 0.0
         for r in range(rounds):
             sample = ray.get(ceiling.sample.remote(args.slice_s / 2))
             for d in designs:
+                began = time.perf_counter()
                 slices[d].append(asyncio.run(drive(scorers[d], picks[d], bodies, rate,
                                                    args.slice_s, args.max_inflight,
                                                    args.timeout_s)))
+                loaded_s += (time.perf_counter() - began) if d == "hydralm" else 0.0
                 settle(handles)
             print(f"round {r + 1}/{rounds}: " + ", ".join(
-                f"{d} {slices[d][-1].in_window * PAIRS / args.slice_s:.0f}" for d in designs)
+                f"{d} {len(slices[d][-1].latencies) * PAIRS / slices[d][-1].elapsed_s:.0f}"
+                for d in designs)
                 + f" pairs/s; ceiling {sample:.0f}", flush=True)
         samples = ray.get(ceiling.samples.remote())[1:]   # the rounds' samples, not the first
+        replica = (forward_profile(handles["hydralm"].stats.remote().result(), loaded_s)
+                   if "hydralm" in handles else None)
     finally:
         serve.shutdown()
         ray.shutdown()
-    return {d: merge(slices[d], rate) for d in designs}, {"batch": batch, "samples": samples}
+    merged = {d: merge(slices[d], rate) for d in designs}
+    if replica:
+        merged["hydralm"]["replica"] = replica
+    return merged, {"batch": batch, "samples": samples}
+
+
+def forward_profile(stats: dict, loaded_s: float) -> dict:
+    """Where the hydralm replica's time went during the measured slices: its forward passes (pairs
+    per pass, pairs/s inside a pass, to set against the ceiling) and the share of the loaded time
+    the forward thread was busy (the rest is Serve, batching, routing and waiting for work)."""
+    forwards = stats["forwards"]
+    seconds = sum(f["seconds"] for f in forwards)
+    pairs = sum(f["pairs"] for f in forwards)
+    return {"forward_passes": len(forwards),
+            "pairs_per_pass": pairs / len(forwards) if forwards else None,
+            "heads_per_pass": statistics.fmean(f["heads"] for f in forwards) if forwards else None,
+            "in_pass_pairs_per_s": pairs / seconds if seconds else None,
+            "forward_busy_fraction": seconds / loaded_s if loaded_s else None,
+            "max_forward_pairs": stats.get("max_forward_pairs")}
 
 
 def summarize(args, ceiling: dict, designs: dict) -> dict:
@@ -341,6 +386,7 @@ def summarize(args, ceiling: dict, designs: dict) -> dict:
                      "load_factor": args.load_factor, "max_inflight": args.max_inflight,
                      "timeout_s": args.timeout_s,
                      "zipf": args.zipf, "threads": args.threads, "pairs_per_request": PAIRS,
+                     "forward_pairs": args.forward_pairs or CPU_FORWARD_PAIRS,
                      "models_per_replica": args.models_per_replica, "cpus": os.cpu_count(),
                      "ceiling_batch_sizes": ceiling["batch"],
                      "ceiling_samples": ceiling["samples"]},

@@ -59,7 +59,7 @@ class Scorer:
             Registry(self.args.resolved_registry_uri()), device=self._device(),
             cache_capacity=self.args.head_cache_capacity,
             poll_interval_s=self.args.poll_interval_s,
-            max_forward_pairs=self.args.max_forward_pairs,
+            max_forward_pairs=self.args.forward_pairs(self._device()),
             retry=RetryPolicy(attempts=self.args.load_attempts),
             on_cache_event=self.metrics.cache_event)
         self.scorer.load()          # bases and global heads now: ready means ready to score
@@ -147,6 +147,11 @@ class Scorer:
             "bucket_loads": self._bucket_loads,
             **self.scorer.report(),
         }
+
+    async def reset_stats(self) -> None:
+        """Forget the recent batches and forward passes (a benchmark's measured window starts)."""
+        self._recent.clear()
+        self.scorer.forwards.clear()
 
     async def check_health(self) -> None:
         self.scorer.check_ready()

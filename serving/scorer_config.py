@@ -13,6 +13,10 @@ from hydralm.settings import home_dir
 
 __all__ = ["ScorerArgs", "ScorerAutoscaling"]
 
+# Pairs per base encoder call when max_forward_pairs is not set (see its description).
+CPU_FORWARD_PAIRS = 8
+GPU_FORWARD_PAIRS = 512
+
 
 class ScorerAutoscaling(StrictModel):
     """Serve autoscaling of the Scorer (replaces a fixed `num_replicas`)."""
@@ -64,18 +68,22 @@ class ScorerArgs(StrictModel):
         description="Users' heads kept per model kind per replica (LRU). A head is d*d+2*d floats "
                     "(about 0.6 MB for a 384-d base).")
     max_batch_size: int = Field(
-        128, ge=1, le=65_536,
+        32, ge=1, le=65_536,
         description="Most (first, second) pairs in one @serve.batch call: requests are counted by "
                     "their pairs, not one each, since the forward pass costs per pair.")
     batch_wait_timeout_s: float = Field(
         0.005, ge=0, le=10, description="How long a batch waits to fill before it runs.")
     max_concurrent_batches: int = Field(
-        4, ge=1, le=1024,
+        16, ge=1, le=1024,
         description="Batches handed to the scorer at once; concurrent batches (e.g. of different "
                     "buckets) are merged into the next forward pass, so this does not multiply "
                     "compute.")
-    max_forward_pairs: int = Field(
-        512, ge=1, le=65_536, description="Most pairs in one base forward pass (memory bound).")
+    max_forward_pairs: int | None = Field(
+        None, ge=1, le=65_536,
+        description="Most pairs in one base encoder call: everything queued goes into one "
+                    "scoring pass, sorted by length and cut into encoder calls of this size. "
+                    f"None: {CPU_FORWARD_PAIRS} on CPU (small calls are fastest per pair there: "
+                    f"benchmarks/serve_load.py), {GPU_FORWARD_PAIRS} on a GPU.")
     num_buckets: int = Field(
         8, ge=1, le=65_536,
         description="User buckets (stable hash of the user id): the routing key sent as Serve's "
@@ -118,6 +126,12 @@ class ScorerArgs(StrictModel):
         scaling = self.autoscaling_config
         replicas = scaling.min_replicas if scaling else self.num_replicas
         return min(self.num_buckets, math.ceil(self.num_buckets / max(replicas, 1)) + 1)
+
+    def forward_pairs(self, device: str) -> int:
+        """Pairs per base encoder call on `device` (max_forward_pairs, or its default there)."""
+        if self.max_forward_pairs is not None:
+            return self.max_forward_pairs
+        return GPU_FORWARD_PAIRS if device.startswith("cuda") else CPU_FORWARD_PAIRS
 
     def threads(self) -> int:
         return self.torch_threads or max(1, math.floor(self.num_cpus))

@@ -29,10 +29,10 @@ def _pairs_in(items) -> int:
 class PerUserBatching:
     """Shared bases and head LRU; Serve multiplexes by user id, so batches are per user."""
 
-    def __init__(self, registry_uri: str, threads: int, users: int) -> None:
+    def __init__(self, registry_uri: str, threads: int, users: int, forward_pairs: int) -> None:
         torch.set_num_threads(threads)
         self.scorer = BatchScorer(Registry(registry_uri), coalesce=False,
-                                  cache_capacity=2 * users)
+                                  cache_capacity=2 * users, max_forward_pairs=forward_pairs)
         self.scorer.load()
 
         async def hold(user_id: str) -> str:      # heads live in the scorer's LRU
@@ -57,9 +57,10 @@ class PerUserBatching:
 class PerUserModel:
     """One multiplexed model per user: both bases and the user's heads, loaded per user."""
 
-    def __init__(self, registry_uri: str, threads: int, models: int) -> None:
+    def __init__(self, registry_uri: str, threads: int, models: int, forward_pairs: int) -> None:
         torch.set_num_threads(threads)
         self.registry = Registry(registry_uri)
+        self.forward_pairs = forward_pairs
         self.building = 0
 
         async def load(user_id: str) -> dict:   # a plain function: Serve sets attributes on it
@@ -99,5 +100,5 @@ class PerUserModel:
         for model, kind, firsts, seconds in items:   # one user per batch (Serve splits)
             encoder, head = model[kind]
             out.append(score_jobs(encoder, [ForwardJob(firsts, seconds, head)],
-                                  max_pairs=128)[0])
+                                  max_pairs=self.forward_pairs)[0])
         return out

@@ -306,6 +306,7 @@ class BatchScorer:
         return {
             "base_version": self.base_version,
             "manifest_version": self._manifest_version,
+            "max_forward_pairs": self.max_forward_pairs,
             "forwards": [asdict(f) for f in self.forwards],
             "caches": {kind: {**asdict(cache.stats), "size": len(cache),
                               "capacity": cache.capacity, "users": cache.cached_users()}

@@ -102,7 +102,7 @@ def test_concurrent_users_share_batches_and_forward_passes(scorer):
 
 def test_a_call_larger_than_a_batch_is_split_and_reassembled(scorer):
     _, client = scorer
-    items = [f"item {i}" for i in range(300)]                      # max_batch_size is 128 pairs
+    items = [f"item {i}" for i in range(300)]                      # max_batch_size is 32 pairs
     whole = run(client.score("adapter", USERS[0], ["prompt"] * 300, items))
     head = run(client.score("adapter", USERS[0], ["prompt"] * 3, items[:3]))
     assert len(whole.scores) == 300 and whole.head == "user"

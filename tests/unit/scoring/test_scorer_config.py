@@ -80,3 +80,19 @@ def test_remote_scorer_routes_each_user_by_its_bucket():
 
     asyncio.run(run())
     assert handle.routed == [(user_bucket(u, 4), u) for u in ["ann", "bob", "ann"]]
+
+
+@pytest.mark.parametrize("data, device, pairs", [
+    ({}, "cpu", 8),                    # small encoder calls are fastest per pair on CPU
+    ({}, "cuda", 512),
+    ({}, "cuda:1", 512),
+    ({"max_forward_pairs": 64}, "cpu", 64),
+    ({"max_forward_pairs": 64}, "cuda", 64),
+])
+def test_encoder_call_size_defaults_by_device(data, device, pairs):
+    assert ScorerArgs.from_dict(data).forward_pairs(device) == pairs
+
+
+def test_the_default_batches_fit_the_requests_a_replica_holds():
+    args = ScorerArgs()
+    assert args.max_batch_size * args.max_concurrent_batches <= args.max_ongoing_requests
