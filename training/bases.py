@@ -55,7 +55,17 @@ def _carried_over(registry: Registry, kind: str, state: Mapping[str, Tensor],
         return None
     prefix = f"{kind}."
     base_state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-    heads = {user: registry.load_head(kind, user) for user in registry.list_users(kind)}
+    # Only heads fitted on the current base come along: a head left on an older base (a new
+    # user's, fitted before the other kind was retrained) cannot be loaded any more; the fit
+    # stage refits it on the new base.
+    manifest = registry.manifest()
+    index = registry.head_index(kind, manifest)
+    stale = sorted(u for u, e in index.items() if e.base_version != manifest.base_version)
+    if stale:
+        log.info("%s: %d heads fitted on an older base are not carried over (refit them): %s",
+                 kind, len(stale), ", ".join(stale[:5]) + (" ..." if len(stale) > 5 else ""))
+    heads = {user: registry.load_head(kind, user) for user in sorted(index)
+             if user not in stale}
     try:
         global_head = registry.load_global_head(kind)
     except NotFoundError:

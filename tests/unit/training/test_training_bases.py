@@ -51,3 +51,24 @@ def test_each_kind_is_published_and_the_other_carried_over(tmp_path, tiny_encode
         assert torch.equal(mine.state_dict()[key], value)
     assert not torch.equal(encoders["reranker"].state_dict()[key],
                            encoders["adapter"].state_dict()[key])
+
+
+def test_heads_left_on_an_older_base_are_not_carried_over(tmp_path, tiny_encoder):
+    """Train both kinds, fit a new user's heads, retrain the reranker, then the adapter: the new
+    user's reranker head (fitted on the first base) is stale and must not stop the second
+    publish; the fit stage refits it."""
+    registry = Registry(str(tmp_path / "registry"))
+    publish_models(registry, [_trained("reranker", tiny_encoder, ["a"], seed=1),
+                              _trained("adapter", tiny_encoder, ["a"], seed=2)])
+    fitted = _trained("reranker", tiny_encoder, ["new"], seed=3).heads["new"]
+    registry.save_head("reranker", "new", fitted, registry.base_version())
+    registry.save_head("adapter", "new", fitted, registry.base_version())
+    publish_models(registry, [_trained("reranker", tiny_encoder, ["a"], seed=4)])
+    # the adapter's heads (new user's included) were carried to the new base; the reranker's
+    # head of "new" is now on the old base
+    assert torch.equal(registry.load_head("adapter", "new").w1, fitted.w1)
+    third = publish_models(registry, [_trained("adapter", tiny_encoder, ["a"], seed=5)])
+    assert registry.base_version() == third
+    entry = registry.head_index("reranker")["new"]
+    assert entry.base_version != third                      # still stale: refit, not carried
+    assert registry.load_head("reranker", "a") is not None
