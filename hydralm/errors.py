@@ -9,6 +9,7 @@ __all__ = [
     "GeneratorError",
     "HydraError",
     "NotFoundError",
+    "StaleHeadError",
     "UnknownTaskError",
     "UnsupportedTaskError",
 ]
@@ -61,3 +62,9 @@ class GeneratorError(HydraError, RuntimeError):
 
 class ArtifactError(HydraError, RuntimeError):
     """An artifact is missing, torn, fails its checksum or belongs to another base version."""
+
+
+class StaleHeadError(ArtifactError, NotFoundError):
+    """A user's head fitted on an older base than the registry's current one. For the current
+    base the user has no head yet (a NotFoundError: serving falls back to the global head) until
+    the fit stage refits it."""

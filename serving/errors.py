@@ -34,6 +34,7 @@ from hydralm.errors import (
     GeneratorError,
     HydraError,
     NotFoundError,
+    StaleHeadError,
 )
 from hydralm.generator.errors import (
     GeneratorBadResponse,
@@ -122,6 +123,7 @@ _TABLE: list[tuple[type[BaseException], int, str, str]] = [
     (GeneratorBadResponse, 502, "server_error", "generator_bad_response"),
     (GeneratorRequestRejected, 502, "server_error", "generator_rejected_request"),
     (GeneratorError, 503, "service_unavailable_error", "generator_unavailable"),
+    (StaleHeadError, 500, "server_error", "artifact_error"),   # escapes only for a global head
     (NotFoundError, 404, "not_found_error", "not_found"),
     (ArtifactError, 500, "server_error", "artifact_error"),
     (ConfigError, 500, "server_error", "config_error"),

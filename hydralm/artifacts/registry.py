@@ -52,7 +52,7 @@ from hydralm.artifacts.serialize import (
     sha256,
 )
 from hydralm.artifacts.storage import Storage, WriteConflictError
-from hydralm.errors import ArtifactError, NotFoundError
+from hydralm.errors import ArtifactError, NotFoundError, StaleHeadError
 from hydralm.model.heads import HeadState
 
 __all__ = ["GLOBAL_USER", "MANIFEST_KEY", "Registry"]
@@ -253,7 +253,7 @@ class Registry:
             raise ArtifactError(f"{what}: file {entry.key!r} holds the {head.kind} head of user "
                                 f"{head.user_id!r}")
         if head.base_version != manifest.base_version:
-            raise ArtifactError(f"{what} was fitted on base {head.base_version!r} but the "
+            raise StaleHeadError(f"{what} was fitted on base {head.base_version!r} but the "
                                 f"registry's current base is {manifest.base_version!r}; "
                                 "refit it on the current base")
         return head.state

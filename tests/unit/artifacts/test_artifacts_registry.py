@@ -18,7 +18,7 @@ from hydralm.artifacts import (
     decode_head,
     encode_head,
 )
-from hydralm.errors import ArtifactError, NotFoundError
+from hydralm.errors import ArtifactError, NotFoundError, StaleHeadError
 from hydralm.model import HeadState
 
 D = 4
@@ -146,8 +146,10 @@ def test_tampered_index_manifest_or_base_is_an_artifact_error(registry, base, ta
 def test_a_head_of_an_older_base_is_refused_with_both_versions(registry, base):
     registry.save_head("reranker", "u1", head(1.0), base)
     newer = registry.publish_base({"layer.weight": torch.ones(2, 3)}, {"name": "newer"})
-    with pytest.raises(ArtifactError) as info:
+    with pytest.raises(StaleHeadError) as info:
         registry.load_head("reranker", "u1")
+    # an artifact error, and for the current base "no head" (serving uses the global head)
+    assert isinstance(info.value, ArtifactError) and isinstance(info.value, NotFoundError)
     message = str(info.value)
     assert "reranker head of user 'u1'" in message
     assert f"fitted on base {base!r}" in message and f"current base is {newer!r}" in message

@@ -194,3 +194,18 @@ def test_bad_settings_are_rejected(kwargs, message):
 def test_bad_retry_policies_are_rejected(kwargs, message):
     with pytest.raises(ValueError, match=message):
         RetryPolicy(**kwargs)
+
+
+def test_a_head_fitted_on_an_older_base_is_served_by_the_global_head():
+    """Between a retrain (new base) and the refit of a user's head the user has no head for the
+    current base: the global head serves them, the response says so, nothing is counted failed."""
+    from hydralm.errors import StaleHeadError
+
+    stale = StaleHeadError("reranker head of user 'u' was fitted on base 'b1' but the "
+                           "registry's current base is 'b2'; refit it on the current base")
+    loads = Loads({"u": "U"}, fail={"u": [stale]})
+    cache = cache_of(loads)
+    resolved = asyncio.run(cache.get("u"))
+    assert (resolved.head, resolved.source) == ("G", "global")
+    assert loads.calls == ["u", "<global>"]
+    assert (cache.stats.fallbacks, cache.stats.load_failures, cache.stats.retries) == (1, 0, 0)
