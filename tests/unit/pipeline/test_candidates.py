@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
+from hydralm.history import SqliteHistoryStore
 from hydralm.labels.config import LabelsConfig
 from hydralm.pipeline import CandidateSampling, PairScorer, PairScores, Personalizer
-from hydralm.history import SqliteHistoryStore
 from hydralm.tasks import get_task
 
 
