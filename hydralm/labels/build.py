@@ -95,8 +95,10 @@ async def _label_adapter(task, generator: Generator, user: UserData, stage: Stag
         sampling.sample(generator, [{"role": "user", "content": c.prompt}],
                         max_tokens=tokens, choices=task.choices())
         for c in calls))
+    best = cfg.adapter_best_candidate_positive
     return [row for call, cands in zip(calls, samples, strict=True)
-            for row in adapter_labels(task, call, cands, stage=stage)]
+            for row in adapter_labels(task, call, cands, stage=stage,
+                                      best_candidate_positive=best)]
 
 
 async def label_users(task, generator: Generator, users: Sequence[UserData], *,

@@ -36,6 +36,10 @@ class LabelsConfig(StrictModel):
         False, description="Candidate 0 of each adapter prompt is the greedy answer and the "
                            "other n_candidates - 1 are sampled (the paper samples all N). Serving "
                            "and eval draw candidates the same way (sampling()).")
+    adapter_best_candidate_positive: bool = Field(
+        False, description="Generation tasks: the best-scoring candidates (ROUGE against the gold, "
+                           "above 0) are positives besides the gold (the paper labels only the "
+                           "gold positive), so the adapter learns to rank the generator's answers.")
     adapter_retrieval: Literal["auto", "bm25", "rerank"] = Field(
         "auto", description="How the adapter prompt's k_prompt items are chosen from the BM25 "
                             "top k_retrieve: rerank uses the trained reranker in the registry "

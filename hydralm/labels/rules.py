@@ -75,13 +75,21 @@ def reranker_labels(task, calls: Sequence[RerankerCall], answers: Sequence[str |
 
 
 def adapter_labels(task, call: AdapterCall, candidates: Sequence[str], *,
-                   stage: Stage) -> list[LabelRecord]:
-    """Label records for one sampling call's candidates (and the gold pair for generation)."""
+                   stage: Stage, best_candidate_positive: bool = False) -> list[LabelRecord]:
+    """Label records for one sampling call's candidates (and the gold pair for generation).
+
+    Generation: the gold is the positive and every candidate a negative (the paper's rule), or,
+    with `best_candidate_positive`, the candidates with the best score (above 0) are positives
+    too, so the adapter also learns to rank the generator's own answers."""
     query = call.query
+    scores = [answer_score(task, cand, query.gold) for cand in candidates]
+    top = max(scores, default=0.0)
     rows: list[tuple[str, str, float, int]] = []  # (item_id, candidate, score, label)
-    for i, cand in enumerate(candidates):
-        score = answer_score(task, cand, query.gold)
-        label = 0 if task.kind == "generation" else int(score == 1.0)
+    for i, (cand, score) in enumerate(zip(candidates, scores, strict=True)):
+        if task.kind != "generation":
+            label = int(score == 1.0)
+        else:
+            label = int(best_candidate_positive and top > 0.0 and score == top)
         rows.append((str(i), cand, score, label))
     if task.kind == "generation":
         rows.append(("gold", query.gold, 1.0, 1))

@@ -107,3 +107,15 @@ def test_adapter_labels_generation_adds_the_gold_as_the_only_positive():
         ("1", "query", "another title", 0),
         ("gold", "gold", "the gold title", 1),
     ]
+
+
+def test_adapter_labels_generation_can_also_mark_the_best_candidates_positive():
+    call = _adapter_call("graph neural networks for molecules")
+    cands = ["graph networks for molecules", "molecules", "graph networks for molecules", "cats"]
+    rows = adapter_labels(get_task("LaMP-5"), call, cands, stage="train",
+                          best_candidate_positive=True)
+    assert [(r.item_id, r.label) for r in rows] == [
+        ("0", 1), ("1", 0), ("2", 1), ("3", 0), ("gold", 1)]   # both tied best candidates
+    nothing = adapter_labels(get_task("LaMP-5"), call, ["cats", "dogs"], stage="train",
+                             best_candidate_positive=True)
+    assert [(r.item_id, r.label) for r in nothing] == [("0", 0), ("1", 0), ("gold", 1)]

@@ -74,7 +74,9 @@ def test_a_setting_added_later_keys_shards_only_when_it_changes_the_rows(tmp_pat
     cfg = tiny_job(tmp_path / "job", tmp_path / "encoder")
     users = [f"u{i}" for i in range(4)]
     before = plan_shards(cfg, "adapter", "train", users)[0].name
-    assert "adapter_greedy_candidate" not in settings_key(cfg, "adapter", "train")["labels"]
+    labels = settings_key(cfg, "adapter", "train")["labels"]
+    assert "adapter_greedy_candidate" not in labels
+    assert "adapter_best_candidate_positive" not in labels
     cfg.labels.adapter_greedy_candidate = True
     assert settings_key(cfg, "adapter", "train")["labels"]["adapter_greedy_candidate"] is True
     assert plan_shards(cfg, "adapter", "train", users)[0].name != before
