@@ -42,7 +42,7 @@ import torch  # noqa: E402
 from hydralm.artifacts import Registry  # noqa: E402
 from hydralm.model import BaseEncoder  # noqa: E402
 from hydralm.scoring import publish_random_registry  # noqa: E402
-from serving.scorer_config import CPU_FORWARD_PAIRS  # noqa: E402
+from serving.scorer_config import ScorerArgs  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RERANK_PAIRS, SCORE_PAIRS = 10, 8
@@ -252,7 +252,6 @@ def deploy_all(designs: list[str], args, registry_uri: str) -> dict:
     from ray import serve
 
     from serving.scorer import RemotePairScorer, build_scorer
-    from serving.scorer_config import ScorerArgs
 
     scorer_args = ScorerArgs(registry_uri=registry_uri, num_cpus=0, torch_threads=args.threads,
                              head_cache_capacity=max(2 * args.users, 16),
@@ -386,7 +385,8 @@ def summarize(args, ceiling: dict, designs: dict) -> dict:
                      "load_factor": args.load_factor, "max_inflight": args.max_inflight,
                      "timeout_s": args.timeout_s,
                      "zipf": args.zipf, "threads": args.threads, "pairs_per_request": PAIRS,
-                     "forward_pairs": args.forward_pairs or CPU_FORWARD_PAIRS,
+                     "forward_pairs": ScorerArgs(max_forward_pairs=args.forward_pairs)
+                     .forward_pairs("cpu"),
                      "models_per_replica": args.models_per_replica, "cpus": os.cpu_count(),
                      "ceiling_batch_sizes": ceiling["batch"],
                      "ceiling_samples": ceiling["samples"]},

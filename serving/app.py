@@ -80,9 +80,7 @@ class HydraIngress:
             task=get_task(args.task), scorer=RemotePairScorer(scorer, args.scorer.num_buckets),
             generator=generator, history=history, checks=checks,
             settings=PipelineSettings(model_name=args.model_name, method=args.method,
-                                      n_candidates=args.n_candidates,
-                                      candidate_temperature=args.candidate_temperature,
-                                      greedy_candidate=args.greedy_candidate,
+                                      sampling=args.sampling(),
                                       k_retrieve=args.k_retrieve, k_prompt=args.k_prompt))
         self.auth = Authenticator(keys)
         self.metrics = ServingMetrics()

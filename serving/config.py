@@ -15,7 +15,7 @@ from pydantic import Field, field_validator, model_validator
 from hydralm.config import StrictModel
 from hydralm.data.schema import TASK_NAMES, TaskName
 from hydralm.generator import GeneratorConfig
-from hydralm.pipeline import METHODS
+from hydralm.pipeline import METHODS, CandidateSampling
 from hydralm.settings import home_dir
 from serving.scorer_config import ScorerArgs
 
@@ -133,6 +133,11 @@ class ServeArgs(StrictModel):
     k_prompt: int = Field(4, ge=0, le=1000, description="Reranked items put into the prompt.")
     auth: AuthConfig = Field(default_factory=AuthConfig, description="API keys.")
     limits: RequestLimits = Field(default_factory=RequestLimits, description="Request bounds.")
+
+    def sampling(self) -> CandidateSampling:
+        """How the N candidates are drawn (as the adapter's training labels were)."""
+        return CandidateSampling(n=self.n_candidates, temperature=self.candidate_temperature,
+                                 greedy_first=self.greedy_candidate)
 
     @field_validator("method")
     @classmethod

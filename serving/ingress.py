@@ -49,7 +49,6 @@ __all__ = ["HISTORY_ROUTE", "Context", "create_api", "router"]
 R = TypeVar("R")
 
 
-
 class _AnyUserId(Convertor[str]):
     """Starlette's `:path` (`.*`) without its blind spot: it also matches a newline, so every
     malformed id in the path reaches the handler and gets a 400 naming user_id, not a 404."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hydralm.pipeline import (
     METHODS,
@@ -40,15 +40,9 @@ class PipelineSettings:
 
     model_name: str = "hydralm"
     method: str = "hydra"
-    n_candidates: int = 8
     k_retrieve: int = 10
     k_prompt: int = 4
-    candidate_temperature: float = 1.0
-    greedy_candidate: bool = False
-
-    def sampling(self) -> CandidateSampling:
-        return CandidateSampling(n=self.n_candidates, temperature=self.candidate_temperature,
-                                 greedy_first=self.greedy_candidate)
+    sampling: CandidateSampling = field(default_factory=CandidateSampling)   # N candidates
 
 
 @dataclass(frozen=True)
@@ -106,8 +100,7 @@ class HydraService:
         personalizer = Personalizer(
             self.task, self.scorer, self.generator, self.history,
             k_retrieve=self.settings.k_retrieve, k_prompt=self.settings.k_prompt,
-            n_candidates=self.settings.n_candidates, max_tokens=max_tokens,
-            sampling=self.settings.sampling())
+            max_tokens=max_tokens, sampling=self.settings.sampling)
         return await personalizer.run(user, query, method, n_candidates=n_candidates)
 
     async def complete(self, user: str, model: str, query: str, *, n: int = 1,
@@ -117,7 +110,7 @@ class HydraService:
         if n > 1 and METHODS[method].selection != "adapter":
             raise InvalidRequest(f"n: method {method!r} answers greedily with one sample; "
                                  f"n must be 1, got {n}", param="n")
-        samples = max(n, self.settings.n_candidates)
+        samples = max(n, self.settings.sampling.n)
         result = await self.personalize(user, query, method=method, n_candidates=samples,
                                         max_tokens=max_tokens)
         # Best first, ties to the earlier sample: order[0] is the pipeline's own pick.

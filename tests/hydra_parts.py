@@ -25,6 +25,7 @@ from hydralm.artifacts import Registry
 from hydralm.generator import GeneratorClient, GeneratorConfig
 from hydralm.history import SqliteHistoryStore
 from hydralm.model import ModelConfig, default_encoder_path
+from hydralm.pipeline import CandidateSampling
 from hydralm.scoring import LocalPairScorer, publish_random_registry
 from hydralm.tasks import get_task
 from serving.auth import Authenticator, KeyGrant, hash_key
@@ -103,7 +104,7 @@ def running_api(root: Path, *, keys: dict[str, dict] | None = None,
             **(generator or {})})
         client = GeneratorClient(config, rng=random.Random(0))
         service = HydraService(task=get_task("synth-tag"), scorer=scorer, generator=client,
-                               history=history, settings=PipelineSettings(n_candidates=4))
+                               history=history, settings=PipelineSettings(sampling=CandidateSampling(n=4)))
         api = create_api(service, Authenticator(table), limits or RequestLimits(),
                          ServingMetrics())
         # One portal (one event loop) for the whole run, as in a Serve replica.

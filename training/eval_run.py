@@ -106,8 +106,7 @@ def evaluate_seed(cfg: EvalConfig, job: JobConfig, seed: int, *, base_url: str,
     personalizer = Personalizer(
         task, scorer, client, MemoryHistory(histories),
         k_retrieve=labels.k_retrieve, k_prompt=labels.k_prompt,
-        n_candidates=labels.n_candidates, max_tokens=labels.answer_tokens(task.kind),
-        sampling=labels.sampling())
+        max_tokens=labels.answer_tokens(task.kind), sampling=labels.sampling())
 
     async def run() -> list[QueryOutcome]:
         try:

@@ -71,9 +71,11 @@ class Personalizer:
         if k_prompt > k_retrieve:
             raise ValueError(f"k_prompt ({k_prompt}) must not exceed k_retrieve ({k_retrieve})")
         self.task, self.scorer, self.generator, self.history = task, scorer, generator, history
-        self.k_retrieve, self.k_prompt, self.n_candidates = k_retrieve, k_prompt, n_candidates
-        # the adapter's candidates: drawn as its training labels' were (LabelsConfig.sampling())
+        self.k_retrieve, self.k_prompt = k_retrieve, k_prompt
+        # the adapter's candidates: drawn as its training labels' were (LabelsConfig.sampling());
+        # `n_candidates` alone means the paper's N samples at temperature 1
         self.sampling = sampling or CandidateSampling(n=n_candidates)
+        self.n_candidates = self.sampling.n
         self.max_tokens = max_tokens or (64 if task.kind == "generation" else 16)
         self.seed = seed
 
