@@ -7,6 +7,8 @@ __all__ = [
     "ConfigError",
     "DataValidationError",
     "GeneratorError",
+    "HistoryConflictError",
+    "HistoryUnavailableError",
     "HydraError",
     "NotFoundError",
     "StaleHeadError",
@@ -58,6 +60,20 @@ class NotFoundError(HydraError, LookupError):
 
 class GeneratorError(HydraError, RuntimeError):
     """The black-box generator failed after every retry (see hydralm.generator for subclasses)."""
+
+
+class HistoryConflictError(HydraError, ValueError):
+    """An appended item reuses an id the user's history already has, with other content (a
+    re-sent identical item is not an error: appends are idempotent by item id)."""
+
+    def __init__(self, message: str, *, index: int, item_id: str) -> None:
+        super().__init__(message)
+        self.index = index
+        self.item_id = item_id
+
+
+class HistoryUnavailableError(HydraError, ConnectionError):
+    """The history database cannot be reached (down, restarting, pool exhausted); retry later."""
 
 
 class ArtifactError(HydraError, RuntimeError):

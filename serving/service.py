@@ -13,6 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from hydralm.errors import HistoryConflictError
 from hydralm.pipeline import (
     METHODS,
     CandidateSampling,
@@ -147,14 +148,14 @@ class HydraService:
     # ---- history ----------------------------------------------------------------------------
 
     async def append_history(self, user: str, items: list[dict]) -> int:
-        """Append validated items durably; an id the user already has is a 409 (a retried
-        append that already landed shows up as this, not as a duplicate)."""
-        existing = {str(i.get("id")) for i in await asyncio.to_thread(self.history.get, user)}
-        for n, item in enumerate(items):
-            if item["id"] in existing:
-                raise Conflict(f"items.{n}.id: user {user!r} already has an item with id "
-                               f"{item['id']!r}", param=f"items.{n}.id", code="duplicate_item")
-        return await asyncio.to_thread(self.history.append, user, items)
+        """Append validated items durably; the user's history length after it. Idempotent by
+        item id (the store decides, in one transaction): a re-sent append that already landed
+        adds nothing and answers again; an id the user has with other content is a 409."""
+        try:
+            return await asyncio.to_thread(self.history.append, user, items)
+        except HistoryConflictError as exc:
+            raise Conflict(str(exc), param=f"items.{exc.index}.id",
+                           code="duplicate_item") from exc
 
     # ---- readiness --------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from tqdm import tqdm
@@ -92,6 +92,12 @@ class MemoryHistory(HistoryStore):
     def append(self, user_id: str, items: list[dict]) -> int:
         self._items.setdefault(user_id, []).extend(items)
         return len(self._items[user_id])
+
+    def version(self, user_id: str) -> int:
+        return len(self._items.get(user_id, ()))  # append-only: the length grows with each change
+
+    def iter_versions(self, batch_size: int = 1000) -> Iterator[tuple[str, int]]:
+        return iter(sorted((u, len(items)) for u, items in self._items.items() if items))
 
 
 async def _one_query(personalizer: Personalizer, query: EvalQuery, methods: Sequence[str],

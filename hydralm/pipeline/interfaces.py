@@ -5,6 +5,7 @@ history store, and a text generator (`hydralm.generator.GeneratorClient`)."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -31,7 +32,10 @@ class PairScorer(ABC):
 
 
 class HistoryStore(ABC):
-    """A user's history (LaMP profile items); appends are durable before they return."""
+    """A user's history (LaMP profile items); appends are durable before they return.
+
+    Backends: `hydralm.history.SqliteHistoryStore` (one machine) and
+    `hydralm.history_pg.PostgresHistoryStore` (shared by any number of replicas)."""
 
     @abstractmethod
     def get(self, user_id: str) -> list[dict]:
@@ -39,7 +43,22 @@ class HistoryStore(ABC):
 
     @abstractmethod
     def append(self, user_id: str, items: list[dict]) -> int:
-        """Append items durably; return the user's new history length."""
+        """Append items durably, in order; return the user's new history length.
+
+        Idempotent by item id: an item whose id the user already has, with the same content,
+        adds nothing (a re-sent append is a no-op); with other content it is a
+        `hydralm.errors.HistoryConflictError` and nothing of the call is stored. Every item needs
+        an `id`."""
+
+    @abstractmethod
+    def version(self, user_id: str) -> int:
+        """The user's history version: 0 for an unknown user, and larger after every append that
+        adds an item (never smaller), so `version != recorded` means the history changed."""
+
+    @abstractmethod
+    def iter_versions(self, batch_size: int = 1000) -> Iterator[tuple[str, int]]:
+        """(user_id, version) of every user with history, in user-id order, read `batch_size`
+        users at a time so millions of users stream."""
 
 
 class Generator(Protocol):

@@ -188,7 +188,9 @@ def test_history_append_is_used_and_survives_replica_restarts(api, ray_local):
                                                     "item_ids": ["fresh-1"]})
         assert r.status_code == 200, r.text
     r = api.post("/v1/users/alice/history", headers=A, json={"items": [item]})
-    assert r.status_code == 409  # still there after both restarts
+    assert r.status_code == 200 and r.json()["history_length"] == len(HISTORY) + 1  # still there
+    r = api.post("/v1/users/alice/history", headers=A, json={"items": [{**item, "tag": "drama"}]})
+    assert r.status_code == 409  # the same id with other content
 
 
 def _replaced(deployment: str, before: list[str]) -> bool:
