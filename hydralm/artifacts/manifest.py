@@ -57,6 +57,9 @@ class FileRef(_Document):
 class HeadEntry(FileRef):
     base_version: str = Field(description="The base the head was fitted on.")
     updated_at: str = Field(description="When this head was saved (UTC, ISO 8601).")
+    history_version: int | None = Field(
+        default=None, ge=0, description="The user's history version the head was fitted on "
+        "(HistoryStore.version); None when the writer did not say.")
 
 
 class BaseEntry(_Document):

@@ -25,7 +25,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -197,16 +197,35 @@ class Registry:
                                 f"registry's current base is {manifest.base_version!r}; "
                                 "refit on the current base")
 
+    def head_entry(self, kind: str, user_id: str,
+                   manifest: Manifest | None = None) -> HeadEntry | None:
+        """The index entry of `user_id`'s `kind` head (file, base, history version), or None."""
+        return self.head_index(kind, manifest).get(user_id)
+
+    def iter_head_entries(self, kind: str,
+                          manifest: Manifest | None = None) -> Iterator[tuple[str, HeadEntry]]:
+        """Every (user id, entry) of `kind`, streamed."""
+        yield from self.head_index(kind, manifest).items()
+
     def _write_head(self, key_dir: str, kind: str, user_id: str, state: HeadState,
-                    base_version: str) -> HeadEntry:
+                    base_version: str, history_version: int | None = None) -> HeadEntry:
         data = encode_head(state, kind=kind, user_id=user_id, base_version=base_version)
         ref = self._put_immutable(f"{key_dir}/{sha256(data)[:16]}.safetensors", data)
         return HeadEntry(key=ref.key, sha256=ref.sha256, base_version=base_version,
-                         updated_at=utc_now())
+                         updated_at=utc_now(), history_version=history_version)
 
-    def save_heads(self, kind: str, heads: Mapping[str, HeadState], base_version: str) -> int:
-        """Write many users' heads, then publish them in ONE manifest update; returns its version."""
+    def save_heads(self, kind: str, heads: Mapping[str, HeadState], base_version: str, *,
+                   history_versions: Mapping[str, int] | None = None) -> int:
+        """Write many users' heads, then publish them in ONE manifest update; returns its version.
+
+        `history_versions` (user id -> HistoryStore.version the head was fitted on) is recorded
+        in each user's entry; users it does not name get None."""
         check_kind(kind)
+        history_versions = dict(history_versions or {})
+        unknown = sorted(set(history_versions) - set(heads))
+        if unknown:
+            raise ValueError(f"history_versions names users without a head to save: "
+                             f"{unknown[:5]!r}")
         manifest = self.manifest()
         self._check_base(manifest, base_version, f"{kind} heads")   # fail before writing files
         if not heads:
@@ -216,7 +235,7 @@ class Registry:
             user_id, state = item
             token = user_token(user_id)
             return user_id, self._write_head(f"heads/{kind}/{token[:2]}/{token}", kind, user_id,
-                                             state, base_version)
+                                             state, base_version, history_versions.get(user_id))
 
         with ThreadPoolExecutor(max_workers=self.write_threads) as pool:
             entries = dict(pool.map(write, heads.items()))

@@ -254,3 +254,15 @@ def test_concurrent_writer_processes_lose_no_head(tmp_path, registry, base):
     assert codes == [0, 0]
     assert len(registry.list_users("adapter")) == 2 * 3 * 5
     assert registry.manifest_version() == 1 + 2 * 3 and registry.verify() == []
+
+
+def test_head_entries_record_the_history_version_they_were_fitted_on(registry, base):
+    registry.save_heads("reranker", {"u1": head(1.0), "u2": head(2.0)}, base,
+                        history_versions={"u1": 7})
+    assert registry.head_entry("reranker", "u1").history_version == 7
+    assert registry.head_entry("reranker", "u2").history_version is None
+    assert registry.head_entry("reranker", "nobody") is None
+    entries = dict(registry.iter_head_entries("reranker"))
+    assert sorted(entries) == ["u1", "u2"] and entries["u1"].base_version == base
+    with pytest.raises(ValueError, match="'u9'"):
+        registry.save_heads("reranker", {"u1": head(1.0)}, base, history_versions={"u9": 1})
