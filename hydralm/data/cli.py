@@ -68,12 +68,13 @@ def _add_convert(actions: argparse._SubParsersAction) -> None:
 
 def _add_synth(actions: argparse._SubParsersAction) -> None:
     p = actions.add_parser(
-        "synth", help="generate synthetic users in LaMP format (synth-tag, synth-title)",
+        "synth", help="generate synthetic users in LaMP format (synth-tag, synth-title, synth-rate)",
         formatter_class=_FORMATTER,
         description="Write LaMP-format questions/outputs files of synthetic users whose history "
                     "decides their answers: synth-tag (LaMP-2M-style movie tagging, each user "
-                    "favours 2-3 tags) and synth-title (LaMP-5-style paper titles, each user has "
-                    "a title style). Same seed, same bytes. See docs/data.md.",
+                    "favours 2-3 tags), synth-title (LaMP-5-style paper titles, each user has "
+                    "a title style) and synth-rate (LaMP-3-style review scores 1-5, each user "
+                    "rates with their own tendency). Same seed, same bytes. See docs/data.md.",
         epilog="example:\n"
                "  hydralm data synth --task all --users 50 --seed 0 --out data/synth --parquet\n"
                "  -> data/synth/synth_tag_train_questions.json, ..._outputs.json,\n"

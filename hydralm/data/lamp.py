@@ -28,7 +28,7 @@ __all__ = ["check_task", "iter_lamp", "load_lamp", "load_outputs", "validate_rec
 
 log = logging.getLogger(__name__)
 
-_NUMERIC_FIELDS = {("LaMP-3", "score")}  # fields a file may write as a number
+_NUMERIC_FIELDS = {("LaMP-3", "score"), ("synth-rate", "score")}  # fields a file may write as a number
 
 
 def check_task(task: str) -> str:
@@ -164,7 +164,7 @@ def load_outputs(uri: str | Path, *, task: str) -> tuple[list[str], dict[str, st
             raise DataValidationError(f"must be an object, got {_type_name(gold)}", path=path,
                                       record=i)
         gid = _as_id(_field(gold, "id", path=path, record=i), path=path, record=i, field="id")
-        value = _as_text(_field(gold, "output", path=path, record=i), numeric=task == "LaMP-3",
+        value = _as_text(_field(gold, "output", path=path, record=i), numeric=task in ("LaMP-3", "synth-rate"),
                          path=path, record=i, field="output")
         if gid in outputs:
             raise DataValidationError(f"duplicate id {gid!r}", path=path, record=i, field="id")

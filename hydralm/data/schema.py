@@ -25,9 +25,11 @@ PROFILE_FIELDS: dict[str, tuple[str, ...]] = {
     "LaMP-5": ("title", "abstract"),
     "LaMP-6": ("text", "title"),
     "LaMP-7": ("text",),
-    # Synthetic tasks (hydralm data synth): LaMP-2M-style tagging and LaMP-5-style titles.
+    # Synthetic tasks (hydralm data synth): LaMP-2M-style tagging, LaMP-5-style titles and
+    # LaMP-3-style ratings.
     "synth-tag": ("description", "tag"),
     "synth-title": ("title", "abstract"),
+    "synth-rate": ("text", "score"),
 }
 LAMP_TASKS: tuple[str, ...] = tuple(t for t in PROFILE_FIELDS if t.startswith("LaMP-"))
 SYNTHETIC_TASKS: tuple[str, ...] = tuple(t for t in PROFILE_FIELDS if t.startswith("synth-"))

@@ -8,6 +8,9 @@ Two tasks in LaMP's formats:
 - `synth-title` (LaMP-5 style): each user writes in 1-2 research areas and titles every paper in a
   signature style (a template and a favourite adjective); the abstract gives the content slots,
   the history gives the style.
+- `synth-rate` (LaMP-3 style): each user scores product reviews 1-5 with their own tendency (fair,
+  harsh, generous or polarized); the review gives the product's quality, the history gives how this
+  user turns quality into a score.
 
 Everything is drawn from `random.Random` seeded by (task, seed, user number): a user's data does
 not depend on how many other users are generated, and the same seed gives the same bytes.
@@ -24,10 +27,11 @@ from hydralm.data.fs import join_uri, open_output_stream
 from hydralm.data.lamp import check_task
 from hydralm.data.lamp_files import LampFiles, lamp_file_names
 from hydralm.data.schema import SYNTHETIC_TASKS, LampRecord
+from hydralm.data.synth_ratings import rating_review, rating_user
 from hydralm.data.synth_titles import title_paper, title_user
 from hydralm.data.synth_vocab import SETTINGS, TAG_CUES, TAGS
 
-__all__ = ["NOISE", "TAG_PROMPT", "TITLE_PROMPT", "synthesize", "write_synthetic"]
+__all__ = ["NOISE", "RATE_PROMPT", "TAG_PROMPT", "TITLE_PROMPT", "synthesize", "write_synthetic"]
 
 NOISE = 0.1  # probability that a user's answer ignores their preference
 PLAUSIBLE_TAGS = 3  # tags whose cues one description mixes
@@ -37,6 +41,8 @@ TAG_PROMPT = ("Which tag does this movie relate to among the following tags? Jus
               "tag name without further explanation. tags: [" + ", ".join(TAGS) + "] "
               "description: {description}")
 TITLE_PROMPT = "Generate a title for the following abstract of a paper: {abstract}"
+RATE_PROMPT = ("What is the score of the following review on a scale of 1 to 5? just answer with 1, "
+               "2, 3, 4, or 5 without further explanation. review: {text}")
 
 _DESCRIPTIONS = (
     "{S1} {e1}. {S2} {e2}, and {s3} {e3}.",
@@ -110,9 +116,24 @@ def _title_records(rng: random.Random, uid: str, n_items: int,
     return records
 
 
+def _rate_records(rng: random.Random, uid: str, n_items: int, n_queries: int) -> list[LampRecord]:
+    user = rating_user(rng)
+    profile = []
+    for j in range(n_items):
+        text, score = rating_review(rng, user)
+        profile.append({"id": f"{uid}-i{j:03d}", "text": text, "score": score})
+    records = []
+    for k in range(n_queries):
+        text, score = rating_review(rng, user)
+        records.append(LampRecord(id=f"{uid}-q{k}", user_id=uid, profile=tuple(profile),
+                                  input=RATE_PROMPT.format(text=text), gold=score))
+    return records
+
+
 _MAKERS: dict[str, Callable[[random.Random, str, int, int], list[LampRecord]]] = {
     "synth-tag": _tag_records,
     "synth-title": _title_records,
+    "synth-rate": _rate_records,
 }
 
 

@@ -1,7 +1,8 @@
 """Task registry: per-task prompts, item rendering, answer parsing and LaMP's metrics.
 
-`get_task(name)` returns a `Task` for LaMP-1, LaMP-2N, LaMP-2M, LaMP-3 .. LaMP-7, synth-tag and
-synth-title; see docs/tasks.md for the table of kinds, labels, item fields, renderings and metrics.
+`get_task(name)` returns a `Task` for LaMP-1, LaMP-2N, LaMP-2M, LaMP-3 .. LaMP-7, synth-tag,
+synth-title and synth-rate; see docs/tasks.md for the table of kinds, labels, item fields,
+renderings and metrics.
 """
 
 from hydralm.tasks.metrics import accuracy, bleu, macro_f1, mae, rating_value, rmse, rouge

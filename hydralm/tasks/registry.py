@@ -112,9 +112,10 @@ LAMP_7 = Task(
 
 _ALL = (
     LAMP_1, LAMP_2N, LAMP_2M, LAMP_3, LAMP_4, LAMP_5, LAMP_6, LAMP_7,
-    # Synthetic users (hydralm data synth) reuse LaMP-2M's and LaMP-5's formats.
+    # Synthetic users (hydralm data synth) reuse LaMP-2M's, LaMP-5's and LaMP-3's formats.
     dataclasses.replace(LAMP_2M, name="synth-tag"),
     dataclasses.replace(LAMP_5, name="synth-title"),
+    dataclasses.replace(LAMP_3, name="synth-rate"),
 )
 TASKS: MappingProxyType[str, Task] = MappingProxyType({task.name: task for task in _ALL})
 

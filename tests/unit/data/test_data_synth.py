@@ -28,7 +28,8 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path):
         write_synthetic(tmp_path / name, users=6, seed=seed, queries_per_user=2,
                         items_per_user=5)
     a, b, c = (_bytes(tmp_path / n) for n in "abc")
-    assert sorted(a) == ["synth_tag_train_outputs.json", "synth_tag_train_questions.json",
+    assert sorted(a) == ["synth_rate_train_outputs.json", "synth_rate_train_questions.json",
+                         "synth_tag_train_outputs.json", "synth_tag_train_questions.json",
                          "synth_title_train_outputs.json", "synth_title_train_questions.json"]
     assert a == b
     assert all(a[name] != c[name] for name in a)
@@ -149,3 +150,27 @@ def test_bad_arguments(kwargs, error):
     args = {"task": "synth-tag", "users": 2, "seed": 0, **kwargs}
     with pytest.raises(ValueError, match=error):
         synthesize(**args)
+
+
+def _review_quality(text: str) -> int:
+    """The quality level a synth-rate review's closing sentence gives away."""
+    from hydralm.data.synth_ratings import _CLOSINGS
+
+    return next(q for q, closings in _CLOSINGS.items() if text.endswith(closings))
+
+
+def test_rating_needs_the_history():
+    """The review gives the quality; the user's history says which score they give for it."""
+    records = synthesize("synth-rate", 60, seed=1, queries_per_user=4, items_per_user=20)
+    personal = content_only = 0
+    for recs in _by_user(records).values():
+        history = [(_review_quality(i["text"]), i["score"]) for i in recs[0].profile]
+        assert all(s in {"1", "2", "3", "4", "5"} for _, s in history)
+        for rec in recs:
+            quality = _review_quality(rec.input)
+            same = Counter(s for q, s in history if q == quality)
+            guess = same.most_common(1)[0][0] if same else str(quality)
+            personal += guess == rec.gold
+            content_only += str(quality) == rec.gold
+    assert personal / len(records) > 0.85
+    assert content_only / len(records) < 0.6

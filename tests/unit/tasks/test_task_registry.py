@@ -24,6 +24,7 @@ ITEMS = {
     "LaMP-7": {"id": "8", "text": "lovely day"},
     "synth-tag": {"id": "9", "description": "Robots rebel.", "tag": "sci-fi"},
     "synth-title": {"id": "10", "title": "On Y", "abstract": "We study Y."},
+    "synth-rate": {"id": "11", "text": "Works well.", "score": "4"},
 }
 
 
@@ -57,6 +58,7 @@ def test_templates_use_only_the_schema_fields(name):
     ("LaMP-2M", "classification", MOVIE_TAGS, "accuracy"),
     ("synth-tag", "classification", MOVIE_TAGS, "accuracy"),
     ("LaMP-3", "rating", ("1", "2", "3", "4", "5"), "mae"),
+    ("synth-rate", "rating", ("1", "2", "3", "4", "5"), "mae"),
     ("LaMP-4", "generation", None, "rouge-1"),
     ("LaMP-7", "generation", None, "rouge-1"),
     ("synth-title", "generation", None, "rouge-1"),
