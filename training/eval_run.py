@@ -172,9 +172,11 @@ def summarize(cfg: EvalConfig, runs: list[SeedRun], *, generator: str,
             rel["baseline"], "hydra")
         difference = bootstrap_difference(scores[better], scores[worse], task.primary_metric,
                                           **options)
+    pooled = [o for run in runs for o in run.outcomes]
     return build_result(dataset=cfg.dataset_name, task=task, generator=generator,
                         users=runs[0].users, seeds=[r.seed for r in runs], methods=methods,
-                        difference=difference, run=run_info)
+                        difference=difference, selection=selection_diagnostics(task, pooled),
+                        run=run_info)
 
 
 def write_outputs(cfg: EvalConfig, result: dict[str, Any]) -> dict[str, Path]:

@@ -3,7 +3,9 @@ table.
 
 The document (`benchmarks/results/quality_<dataset>_<task>.json`):
 `{"dataset", "task", "generator", "users": {"train", "test"}, "seeds", "primary_metric",
-"methods": {METHOD: {METRIC: {"mean", "ci_low", "ci_high"}}}, "relative_improvement", "run"}`;
+"methods": {METHOD: {METRIC: {"mean", "ci_low", "ci_high"}}}, "relative_improvement",
+"selection", "run"}`; `selection` (over every seed's queries with HYDRA candidates) holds how often
+the adapter picks a best candidate against a uniformly random pick, and their difference;
 `run` holds how it was made (config, queries, timings, generator calls and cache hits) and is the
 only part that may differ between two runs of the same configuration.
 """
@@ -62,6 +64,7 @@ RESULT_SCHEMA: dict[str, Any] = {
                            "percent": {"type": ["number", "null"]},
                            "higher_is_better": {"type": "boolean"},
                            "difference": _ESTIMATE}},
+        "selection": {"type": ["object", "null"]},
         "run": {"type": "object"},
     },
 }
@@ -94,9 +97,10 @@ def relative_improvement(methods: Mapping[str, Mapping[str, Estimate]], metric: 
 def build_result(*, dataset: str, task, generator: str, users: Mapping[str, int],
                  seeds: Sequence[int], methods: Mapping[str, Mapping[str, Estimate]],
                  difference: Estimate | None = None,
+                 selection: Mapping[str, Any] | None = None,
                  run: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The result document (see the module docstring), methods in the given order;
-    `difference` as in `relative_improvement`."""
+    `difference` as in `relative_improvement`; `selection` from `selection_diagnostics`."""
     return {
         "dataset": dataset, "task": task.name, "generator": generator,
         "users": {"train": int(users["train"]), "test": int(users["test"])},
@@ -106,8 +110,18 @@ def build_result(*, dataset: str, task, generator: str, users: Mapping[str, int]
         "relative_improvement": relative_improvement(
             methods, task.primary_metric, higher_is_better=task.higher_is_better,
             difference=difference),
+        "selection": _selection(selection),
         **({"run": dict(run)} if run is not None else {}),
     }
+
+
+def _selection(diagnostics: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The adapter's selection rate against a random pick (None without HYDRA candidates)."""
+    if not diagnostics or not diagnostics.get("queries"):
+        return None
+    out = dict(diagnostics)
+    out["margin_over_random"] = out["adapter_picks_best"] - out["random_picks_best"]
+    return out
 
 
 def _cell(estimate: Mapping[str, float], digits: int) -> str:
@@ -143,4 +157,9 @@ def markdown_table(result: Mapping[str, Any]) -> str:
         if diff is not None:
             lines[-1] += (f" Paired difference (positive: hydra better): {diff['mean']:+.3f} "
                           f"[{diff['ci_low']:+.3f}, {diff['ci_high']:+.3f}].")
+    sel = result.get("selection")
+    if sel:
+        lines += ["", f"Selection over {sel['queries']} queries: the adapter picks a best "
+                      f"candidate {sel['adapter_picks_best']:.1%} of the time, a random pick "
+                      f"{sel['random_picks_best']:.1%} (margin {sel['margin_over_random']:+.3f})."]
     return "\n".join(lines) + "\n"

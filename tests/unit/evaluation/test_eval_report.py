@@ -113,3 +113,21 @@ def test_paired_difference_goes_into_the_document_and_the_table():
                                                          "ci_high": 0.25}
     assert "Paired difference (positive: hydra better): +0.175 [+0.100, +0.250]." in \
         markdown_table(doc)
+
+
+def test_selection_rate_against_random_goes_into_the_document_and_the_table():
+    jsonschema = pytest.importorskip("jsonschema")
+    task = get_task("synth-tag")
+    methods = {"hydra": {"accuracy": Estimate(0.4, 0.3, 0.5)}}
+    selection = {"queries": 40, "gold_among_candidates": 0.8, "adapter_picks_best": 0.75,
+                 "random_picks_best": 0.55, "majority_vote_accuracy": 0.3}
+    doc = build_result(dataset="synth", task=task, generator="g", users={"train": 1, "test": 1},
+                       seeds=[0], methods=methods, selection=selection)
+    jsonschema.validate(doc, RESULT_SCHEMA)
+    assert doc["selection"]["margin_over_random"] == pytest.approx(0.2)
+    assert ("Selection over 40 queries: the adapter picks a best candidate 75.0% of the time, a "
+            "random pick 55.0% (margin +0.200).") in markdown_table(doc)
+    no_candidates = build_result(dataset="synth", task=task, generator="g",
+                                 users={"train": 1, "test": 1}, seeds=[0], methods=methods,
+                                 selection={"queries": 0})
+    assert no_candidates["selection"] is None and "Selection" not in markdown_table(no_candidates)
