@@ -82,7 +82,7 @@ class HydraIngress:
             settings=PipelineSettings(model_name=args.model_name, method=args.method,
                                       sampling=args.sampling(),
                                       k_retrieve=args.k_retrieve, k_prompt=args.k_prompt))
-        self.auth = Authenticator(keys)
+        self.auth = Authenticator(keys, args.auth.rate_limit)
         self.metrics = ServingMetrics()
         log.info("hydralm ingress: task %s, generator %s, %d API keys, history %s",
                  args.task, base_url, len(keys), args.history_file())

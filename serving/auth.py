@@ -4,7 +4,9 @@ request names a user only within what its key allows, and a key bound to exactly
 `user` field at all. Keys never reach a log; a failed check says which user, never which key.
 
 The key table is JSON or YAML: `{"<sha256 hex>": {"tenant": "acme", "users": ["alice"],
-"user_prefixes": ["acme:"]}}`, from `auth.keys_file` (a mounted Secret) or HYDRALM_API_KEYS.
+"user_prefixes": ["acme:"], "rate_limit": {"requests_per_s": 5, "tokens_per_min": 20000}}}`,
+from `auth.keys_file` (a mounted Secret) or HYDRALM_API_KEYS; `rate_limit` is optional (default:
+`auth.rate_limit`, see serving/ratelimit.py).
 """
 
 from __future__ import annotations
@@ -16,13 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from hydralm.config import StrictModel
 from hydralm.errors import ConfigError
 from hydralm.settings import env_str
 from serving.config import AuthConfig
 from serving.errors import AuthenticationFailed, InvalidRequest, PermissionDenied
+from serving.ratelimit import RateLimit
 
 __all__ = [
     "Authenticator",
@@ -52,6 +55,10 @@ class KeyGrant(StrictModel):
     user_prefixes: list[str] = Field(
         default_factory=list, max_length=1000,
         description="The key may act for every user id starting with one of these (non-empty).")
+    rate_limit: RateLimit | None = Field(
+        None, description="This key's limits; None: auth.rate_limit.")
+    # which key this is, for its rate-limit buckets: a prefix of its digest (set by Authenticator)
+    _key_id: str = PrivateAttr("")
 
     @field_validator("user_prefixes")
     @classmethod
@@ -142,10 +149,19 @@ def load_key_table(cfg: AuthConfig) -> dict[str, KeyGrant]:
 class Authenticator:
     """Checks the bearer key of a request and decides which user it acts for."""
 
-    def __init__(self, table: dict[str, KeyGrant]) -> None:
+    def __init__(self, table: dict[str, KeyGrant], rate_limit: RateLimit | None = None) -> None:
         self._table = dict(table)
+        self._rate_limit = rate_limit or RateLimit()
+        for digest, grant in self._table.items():
+            grant._key_id = digest[:16]
         if not self._table:
             log.warning("no API keys configured: every request may act for any user")
+
+    def rate_limit(self, grant: KeyGrant | None) -> tuple[str, RateLimit]:
+        """The bucket id and limits of a request's key (with auth off: one shared bucket)."""
+        if grant is None:
+            return "anonymous", self._rate_limit
+        return grant._key_id, grant.rate_limit or self._rate_limit
 
     @property
     def enabled(self) -> bool:

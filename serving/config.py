@@ -17,6 +17,7 @@ from hydralm.data.schema import TASK_NAMES, TaskName
 from hydralm.generator import GeneratorConfig
 from hydralm.pipeline import METHODS, CandidateSampling
 from hydralm.settings import home_dir
+from serving.ratelimit import RateLimit
 from serving.scorer_config import ScorerArgs
 
 __all__ = ["AuthConfig", "IngressArgs", "IngressAutoscaling", "RequestLimits", "ServeArgs"]
@@ -32,6 +33,11 @@ class AuthConfig(StrictModel):
                           "variable (same JSON); both empty: no API-key check.")
     required: bool = Field(
         False, description="Refuse to start when no keys are configured (production).")
+    rate_limit: RateLimit = Field(
+        default_factory=RateLimit,
+        description="Every key's limits (requests/s, tokens/min) unless its key-table entry "
+                    "sets its own `rate_limit`; with no keys, one bucket for all requests. "
+                    "Enforced per ingress replica (serving/ratelimit.py).")
 
 
 class RequestLimits(StrictModel):

@@ -43,6 +43,7 @@ from hydralm.generator.errors import (
     GeneratorTimeout,
     GeneratorUnavailable,
 )
+from serving.ratelimit import RateLimited
 
 __all__ = [
     "ApiError",
@@ -175,6 +176,9 @@ def map_exception(exc: BaseException) -> Mapped:
     """What `exc` becomes on the wire; pure, so the mapping is unit-tested without a server."""
     if isinstance(exc, ApiError):
         return Mapped(exc.status, exc.type, exc.message, exc.param, exc.code)
+    if isinstance(exc, RateLimited):
+        # OpenAI's shape: type `requests` or `tokens`, code rate_limit_exceeded, Retry-After
+        return Mapped(429, exc.kind, str(exc), None, "rate_limit_exceeded", exc.retry_after_s)
     if isinstance(exc, RequestValidationError | ValidationError):
         return _validation(list(exc.errors()),
                            has_source=isinstance(exc, RequestValidationError))
@@ -228,7 +232,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     # Known classes are handled where they are raised; only the `Exception` fallback runs in
     # Starlette's outermost middleware, which also re-raises (so the server logs the traceback).
-    known = (ApiError, RequestValidationError, ValidationError, StarletteHTTPException, HydraError,
+    known = (ApiError, RateLimited, RequestValidationError, ValidationError,
+             StarletteHTTPException, HydraError,
              *(cls for cls, *_ in _TABLE))
     for cls in (*known, Exception):
         app.add_exception_handler(cls, handle)

@@ -1,5 +1,7 @@
-"""The HTTP routes: each parses its body (serving.protocol), checks the key and limits, calls
-`HydraService`, and shapes the answer. No logic lives here; errors map in serving/errors.py.
+"""The HTTP routes: each parses its body (serving.protocol, serving.openai_protocol), checks the
+key, its rate limits and the request limits, calls `HydraService`, and shapes the answer (JSON, or
+server-sent events for `stream: true`, serving/streaming.py). No logic lives here; errors map in
+serving/errors.py.
 
 `create_api(...)` builds the FastAPI app from its parts (held in `app.state.hydra`), so the same
 routes run inside the Serve ingress (serving/app.py) and under a plain test client.
@@ -8,12 +10,13 @@ routes run inside the Serve ingress (serving/app.py) and under a plain test clie
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, TypeVar
+from functools import partial
+from typing import Annotated, Literal, TypeVar
 
-from fastapi import APIRouter, Depends, FastAPI, Header, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.convertors import Convertor, register_url_convertor
 
 from hydralm.pipeline import PersonalizeResult
@@ -22,15 +25,18 @@ from serving.config import RequestLimits
 from serving.errors import InvalidRequest, install_error_handlers
 from serving.metrics import ServingMetrics
 from serving.middleware import BodyLimit, RequestMetrics
-from serving.protocol import (
-    Candidate,
+from serving.openai_protocol import (
     ChatCompletionRequest,
     ChatCompletionResponse,
     CompletionRequest,
     CompletionResponse,
+    HydraInfo,
+    Usage,
+)
+from serving.protocol import (
+    Candidate,
     HistoryAppendRequest,
     HistoryAppendResponse,
-    HydraInfo,
     ModelCard,
     ModelList,
     PersonalizeRequest,
@@ -42,7 +48,9 @@ from serving.protocol import (
     check_user_id,
     validate_history_items,
 )
+from serving.ratelimit import RateLimited, RateLimiter
 from serving.service import Answer, HydraService, head_summary
+from serving.streaming import ChunkWriter, Completed, sse_response
 
 __all__ = ["HISTORY_ROUTE", "Context", "create_api", "router"]
 
@@ -75,6 +83,7 @@ class Context:
     auth: Authenticator
     limits: RequestLimits
     metrics: ServingMetrics
+    limiter: RateLimiter
 
     def user(self, grant: KeyGrant | None, user: str | None, param: str = "user") -> str:
         return self.auth.identify(grant, user, param=param).user
@@ -96,6 +105,32 @@ class Context:
     def timed(self, route: str, stage: str, start: float) -> None:
         self.metrics.stages(route, {stage: (time.perf_counter() - start) * 1000.0})
 
+    def admit(self, grant: KeyGrant | None) -> None:
+        """Take one request from the key's rate limits; 429 (counted) when it is over one."""
+        key_id, limit = self.auth.rate_limit(grant)
+        try:
+            self.limiter.admit(key_id, limit)
+        except RateLimited as exc:
+            self.metrics.rate_limited(grant.tenant if grant else None, exc.kind)
+            raise
+
+    async def complete(self, route: str, grant: KeyGrant | None, user: str,
+                       body: ChatCompletionRequest | CompletionRequest, query: str,
+                       max_tokens: int | None, echo: str = "") -> Completed:
+        """An OpenAI route's answer; its generator tokens are charged to the key and counted."""
+        answer = await self.pipeline(route, self.service.complete(
+            user, body.model, query, n=body.choices_wanted(), max_tokens=max_tokens,
+            temperature=body.temperature, options=body.sampling_options(), seed=body.seed))
+        r = answer.result
+        key_id, limit = self.auth.rate_limit(grant)
+        self.limiter.spend_tokens(key_id, limit, r.prompt_tokens + r.completion_tokens)
+        self.metrics.tokens(grant.tenant if grant else None, r.prompt_tokens,
+                            r.completion_tokens)
+        return Completed(texts=[echo + t for t in answer.texts],
+                         finish_reasons=answer.finish_reasons,
+                         usage=Usage.of(r.prompt_tokens, r.completion_tokens),
+                         hydra=_hydra_info(user, answer))
+
 
 def _context(request: Request) -> Context:
     return request.app.state.hydra
@@ -103,9 +138,13 @@ def _context(request: Request) -> Context:
 
 def _grant(request: Request,
            authorization: Annotated[str | None, Header()] = None) -> KeyGrant | None:
-    """The request's key grant (None: auth off); 401 on a missing or unknown key. A dependency,
-    so it runs before the body is validated: an unauthenticated caller learns nothing."""
-    return _context(request).auth.grant(authorization)
+    """The request's key grant (None: auth off); 401 on a missing or unknown key, 429 over its
+    rate limits. A dependency, so it runs before the body is validated: an unauthenticated
+    caller learns nothing."""
+    ctx = _context(request)
+    grant = ctx.auth.grant(authorization)
+    ctx.admit(grant)
+    return grant
 
 
 Ctx = Annotated[Context, Depends(_context)]
@@ -124,23 +163,54 @@ def _ranking(scores: list[float]) -> list[int]:
     return sorted(range(len(scores)), key=lambda i: (-scores[i], i))
 
 
-@router.post("/v1/chat/completions", response_model=ChatCompletionResponse)
-async def chat_completions(body: ChatCompletionRequest, grant: Grant,
-                           ctx: Ctx) -> ChatCompletionResponse:
-    user = ctx.user(grant, body.user)
-    body.check_limits(ctx.limits)
-    answer = await ctx.pipeline("/v1/chat/completions", ctx.service.complete(
-        user, body.model, body.query(), n=body.n, max_tokens=body.token_limit()))
-    return ChatCompletionResponse.of(body.model, answer.texts, _hydra_info(user, answer))
+def _hydra_headers(hydra: HydraInfo) -> dict[str, str]:
+    """The hydra extension's gist as headers, for clients that keep only standard fields."""
+    return {"x-hydra-user": hydra.user, "x-hydra-method": hydra.method,
+            "x-hydra-head": hydra.head}
 
 
-@router.post("/v1/completions", response_model=CompletionResponse)
-async def completions(body: CompletionRequest, grant: Grant, ctx: Ctx) -> CompletionResponse:
+def _stream(ctx: Context, route: str, kind: Literal["chat", "text"],
+            body: ChatCompletionRequest | CompletionRequest,
+            run: Callable[[], Awaitable[Completed]]) -> StreamingResponse:
+    writer = ChunkWriter(kind, body.model, include_usage=body.include_usage())
+    return sse_response(writer, body.choices_wanted(), run,
+                        on_error=lambda code: ctx.metrics.stream_error(route, code))
+
+
+@router.post("/v1/chat/completions", response_model=None,
+             responses={200: {"model": ChatCompletionResponse}})
+async def chat_completions(body: ChatCompletionRequest, grant: Grant, ctx: Ctx,
+                           response: Response) -> ChatCompletionResponse | StreamingResponse:
     user = ctx.user(grant, body.user)
+    body.refusals()
     body.check_limits(ctx.limits)
-    answer = await ctx.pipeline("/v1/completions", ctx.service.complete(
-        user, body.model, body.query(), n=body.n, max_tokens=body.max_tokens))
-    return CompletionResponse.of(body.model, answer.texts, _hydra_info(user, answer))
+    route = "/v1/chat/completions"
+    run = partial(ctx.complete, route, grant, user, body, body.query(), body.token_limit())
+    if body.stream:
+        return _stream(ctx, route, "chat", body, run)
+    done = await run()
+    response.headers.update(_hydra_headers(done.hydra))
+    return ChatCompletionResponse.of(body.model, done.texts, done.finish_reasons, done.usage,
+                                     done.hydra)
+
+
+@router.post("/v1/completions", response_model=None,
+             responses={200: {"model": CompletionResponse}})
+async def completions(body: CompletionRequest, grant: Grant, ctx: Ctx,
+                      response: Response) -> CompletionResponse | StreamingResponse:
+    user = ctx.user(grant, body.user)
+    body.refusals()
+    body.check_limits(ctx.limits)
+    route = "/v1/completions"
+    query = body.query()
+    run = partial(ctx.complete, route, grant, user, body, query, body.max_tokens,
+                  echo=query if body.echo else "")
+    if body.stream:
+        return _stream(ctx, route, "text", body, run)
+    done = await run()
+    response.headers.update(_hydra_headers(done.hydra))
+    return CompletionResponse.of(body.model, done.texts, done.finish_reasons, done.usage,
+                                 done.hydra)
 
 
 @router.post("/v1/personalize", response_model=PersonalizeResponse)
@@ -207,6 +277,12 @@ async def models(grant: Grant, ctx: Ctx) -> ModelList:
     return ModelList(data=[ModelCard(id=m) for m in ctx.service.model_ids()])
 
 
+@router.get("/v1/models/{model}", response_model=ModelCard)
+async def model(model: str, grant: Grant, ctx: Ctx) -> ModelCard:
+    ctx.service.method_for_model(model)  # 404 naming `model` when unknown
+    return ModelCard(id=model)
+
+
 @router.get("/healthz")
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
@@ -225,7 +301,8 @@ def create_api(service: HydraService, auth: Authenticator, limits: RequestLimits
     """The FastAPI app of the hydralm API over `service`."""
     api = FastAPI(title="hydralm", summary="HYDRA-personalized, OpenAI-compatible LLM API",
                   version="0.1.0")
-    api.state.hydra = Context(service=service, auth=auth, limits=limits, metrics=metrics)
+    api.state.hydra = Context(service=service, auth=auth, limits=limits, metrics=metrics,
+                              limiter=RateLimiter())
     install_error_handlers(api)
     api.include_router(router)
     api.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)

@@ -11,7 +11,15 @@ Series (names before Ray's prefix):
 - hydralm_heads_served{kind, head}: which head (user or global) scored, per model kind;
 - hydralm_generator_requests / _retries / _errors / _short_circuits: HTTP attempts to the
   generator, retried attempts, calls that failed after every retry, and calls the open circuit
-  breaker refused without an attempt (from GeneratorClient.stats).
+  breaker refused without an attempt (from GeneratorClient.stats);
+- hydralm_tokens{tenant, kind}: generator tokens (prompt, completion) spent per tenant, as the
+  responses' `usage` counts them;
+- hydralm_rate_limited{tenant, limit}: requests refused with 429 per tenant and limit (requests,
+  tokens);
+- hydralm_stream_errors{route, code}: streamed responses that ended in an error event (after the
+  200 was sent, so hydralm_http_requests counts them as 200).
+
+`tenant` is the API key's tenant, `none` with auth off.
 """
 
 from __future__ import annotations
@@ -55,6 +63,15 @@ class ServingMetrics:
                               ("short_circuits", "Generator calls refused at once by the "
                                                  "open circuit breaker.")]}
         self._gen_seen = {name: 0 for name in self._gen}
+        self._tokens = Counter(
+            "hydralm_tokens", description="Generator tokens spent per tenant (as usage counts "
+                                          "them).", tag_keys=("tenant", "kind"))
+        self._rate_limited = Counter(
+            "hydralm_rate_limited", description="Requests refused by a per-key rate limit.",
+            tag_keys=("tenant", "limit"))
+        self._stream_errors = Counter(
+            "hydralm_stream_errors", description="Streamed responses ended by an error event.",
+            tag_keys=("route", "code"))
 
     def request(self, route: str, status: int, latency_ms: float) -> None:
         self._requests.inc(1, {"route": route, "status": str(status)})
@@ -68,6 +85,17 @@ class ServingMetrics:
     def heads(self, heads: dict[str, str]) -> None:
         for kind, head in heads.items():
             self._heads.inc(1, {"kind": kind, "head": head})
+
+    def tokens(self, tenant: str | None, prompt_tokens: int, completion_tokens: int) -> None:
+        for kind, count in (("prompt", prompt_tokens), ("completion", completion_tokens)):
+            if count > 0:
+                self._tokens.inc(count, {"tenant": tenant or "none", "kind": kind})
+
+    def rate_limited(self, tenant: str | None, limit: str) -> None:
+        self._rate_limited.inc(1, {"tenant": tenant or "none", "limit": limit})
+
+    def stream_error(self, route: str, code: str | None) -> None:
+        self._stream_errors.inc(1, {"route": route, "code": code or "unknown"})
 
     def generator(self, stats: GeneratorStats) -> None:
         """Export what the client did since the last call (its counters only grow)."""

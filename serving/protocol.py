@@ -1,15 +1,13 @@
-"""Request and response bodies of the HTTP API (pydantic), OpenAI-shaped where OpenAI has a route.
+"""Request and response bodies of the native HTTP API (pydantic); the OpenAI routes' bodies are in
+serving/openai_protocol.py.
 
-Requests reject unknown fields, so a typo or an unsupported OpenAI parameter is a 400 naming it,
-never silently ignored. Static bounds live on the fields; bounds that come from the config
+Requests reject unknown fields, so a typo is a 400 naming it, never silently ignored. Static bounds live on the fields; bounds that come from the config
 (`RequestLimits`) are checked by each request's `check_limits`, which names the field too.
 """
 
 from __future__ import annotations
 
 import re
-import time
-import uuid
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
@@ -20,14 +18,8 @@ from serving.config import RequestLimits
 from serving.errors import InvalidRequest
 
 __all__ = [
-    "ChatCompletionRequest",
-    "ChatCompletionResponse",
-    "ChatMessage",
-    "CompletionRequest",
-    "CompletionResponse",
     "HistoryAppendRequest",
     "HistoryAppendResponse",
-    "HydraInfo",
     "ModelCard",
     "ModelList",
     "PersonalizeRequest",
@@ -36,6 +28,8 @@ __all__ = [
     "RerankResponse",
     "ScoreRequest",
     "ScoreResponse",
+    "Str",
+    "UserId",
     "check_unicode",
     "check_user_id",
     "validate_history_items",
@@ -91,83 +85,6 @@ def _check_generation(n: int, max_tokens: int | None, limits: RequestLimits) -> 
     if max_tokens is not None and max_tokens > limits.max_tokens:
         raise InvalidRequest(f"max_tokens: at most {limits.max_tokens}, got {max_tokens}",
                              param="max_tokens")
-
-
-class TextPart(_Request):
-    type: Literal["text"]
-    text: Str
-
-
-class ChatMessage(_Request):
-    role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: Str | list[TextPart] | None = None
-    name: Str | None = Field(None, max_length=256)
-
-    def text(self) -> str:
-        if isinstance(self.content, list):
-            return "\n".join(p.text for p in self.content)
-        return self.content or ""
-
-
-class _OpenAIRequest(_Request):
-    model: Str = Field(..., min_length=1, max_length=256,
-                       description="hydralm, or hydralm:<method> for a baseline.")
-    user: UserId | None = Field(None, description="Whose personalization; default: the key's user.")
-    n: int = Field(1, ge=1, le=128, description="Choices returned, best adapter score first.")
-    max_tokens: int | None = Field(None, ge=1, le=1_000_000)
-    stream: bool = False
-
-    @model_validator(mode="after")
-    def _no_streaming(self) -> _OpenAIRequest:
-        if self.stream:
-            raise InvalidRequest("stream: streaming is not implemented; send stream: false",
-                                 param="stream", code="unsupported_value")
-        return self
-
-
-class ChatCompletionRequest(_OpenAIRequest):
-    """POST /v1/chat/completions. The last user message is the query input."""
-
-    messages: list[ChatMessage] = Field(..., min_length=1, max_length=1024)
-    max_completion_tokens: int | None = Field(None, ge=1, le=1_000_000)
-
-    def query(self) -> str:
-        for i in range(len(self.messages) - 1, -1, -1):
-            if self.messages[i].role == "user":
-                text = self.messages[i].text()
-                if not text.strip():
-                    raise InvalidRequest(f"messages.{i}.content: the last user message is empty",
-                                         param=f"messages.{i}.content")
-                return text
-        raise InvalidRequest("messages: no message has role 'user' (its content is the query)",
-                             param="messages")
-
-    def token_limit(self) -> int | None:
-        return self.max_completion_tokens or self.max_tokens
-
-    def check_limits(self, limits: RequestLimits) -> None:
-        _check_generation(self.n, self.token_limit(), limits)
-        for i, m in enumerate(self.messages):
-            _check_len(m.text(), limits.max_text_chars, f"messages.{i}.content")
-
-
-class CompletionRequest(_OpenAIRequest):
-    """POST /v1/completions. The prompt is the query input (one prompt per request)."""
-
-    prompt: Str | list[Str]
-
-    def query(self) -> str:
-        prompts = [self.prompt] if isinstance(self.prompt, str) else self.prompt
-        if len(prompts) != 1:
-            raise InvalidRequest(f"prompt: exactly one prompt per request, got {len(prompts)}",
-                                 param="prompt")
-        if not prompts[0].strip():
-            raise InvalidRequest("prompt: must not be empty", param="prompt")
-        return prompts[0]
-
-    def check_limits(self, limits: RequestLimits) -> None:
-        _check_generation(self.n, self.max_tokens, limits)
-        _check_len(self.query(), limits.max_text_chars, "prompt")
 
 
 class PersonalizeRequest(_Request):
@@ -288,69 +205,6 @@ def _item_text(item: dict[str, Any], name: str, where: str, limits: RequestLimit
 
 
 # ---- responses ---------------------------------------------------------------------------------
-
-class HydraInfo(BaseModel):
-    """The `hydra` extension of OpenAI-shaped responses: how the answer was personalized."""
-
-    user: str
-    method: str
-    head: Literal["user", "global", "none"] = Field(
-        ..., description="user: the user's own heads served; global: the user has none (unseen "
-                         "user) and the global heads served; none: the method used no head.")
-    heads: dict[str, str] = Field(default_factory=dict, description="Head per model kind.")
-    prompt_item_ids: list[str] = Field(default_factory=list)
-    adapter_scores: list[float] = Field(default_factory=list)
-    timings_ms: dict[str, float] = Field(default_factory=dict)
-
-
-class _AssistantMessage(BaseModel):
-    role: Literal["assistant"] = "assistant"
-    content: str
-
-
-class _ChatChoice(BaseModel):
-    index: int
-    message: _AssistantMessage
-    finish_reason: Literal["stop", "length"] = "stop"
-    logprobs: None = None
-
-
-class ChatCompletionResponse(BaseModel):
-    id: str = Field(default_factory=lambda: f"chatcmpl-{uuid.uuid4().hex}")
-    object: Literal["chat.completion"] = "chat.completion"
-    created: int = Field(default_factory=lambda: int(time.time()))
-    model: str
-    choices: list[_ChatChoice]
-    usage: None = Field(None, description="Token counts are not tracked (several LLM calls).")
-    hydra: HydraInfo
-
-    @classmethod
-    def of(cls, model: str, texts: list[str], hydra: HydraInfo) -> ChatCompletionResponse:
-        return cls(model=model, hydra=hydra, choices=[
-            _ChatChoice(index=i, message=_AssistantMessage(content=t)) for i, t in enumerate(texts)])
-
-
-class _CompletionChoice(BaseModel):
-    index: int
-    text: str
-    finish_reason: Literal["stop", "length"] = "stop"
-    logprobs: None = None
-
-
-class CompletionResponse(BaseModel):
-    id: str = Field(default_factory=lambda: f"cmpl-{uuid.uuid4().hex}")
-    object: Literal["text_completion"] = "text_completion"
-    created: int = Field(default_factory=lambda: int(time.time()))
-    model: str
-    choices: list[_CompletionChoice]
-    usage: None = None
-    hydra: HydraInfo
-
-    @classmethod
-    def of(cls, model: str, texts: list[str], hydra: HydraInfo) -> CompletionResponse:
-        return cls(model=model, hydra=hydra, choices=[
-            _CompletionChoice(index=i, text=t) for i, t in enumerate(texts)])
-
 
 class Candidate(BaseModel):
     text: str

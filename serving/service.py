@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from hydralm.errors import HistoryConflictError
+from hydralm.generator import SamplingOptions
 from hydralm.pipeline import (
     METHODS,
     CandidateSampling,
@@ -48,9 +49,11 @@ class PipelineSettings:
 
 @dataclass(frozen=True)
 class Answer:
-    """The `n` best answers of a completion (best first) and the full pipeline result."""
+    """The `n` best answers of a completion (best first), each one's finish reason, and the full
+    pipeline result (its token counts cover every candidate)."""
 
     texts: list[str]
+    finish_reasons: list[str]
     method: str
     result: PersonalizeResult
 
@@ -92,8 +95,10 @@ class HydraService:
     # ---- the pipeline -----------------------------------------------------------------------
 
     async def personalize(self, user: str, query: str, *, method: str | None = None,
-                          n_candidates: int | None = None,
-                          max_tokens: int | None = None) -> PersonalizeResult:
+                          n_candidates: int | None = None, max_tokens: int | None = None,
+                          temperature: float | None = None,
+                          options: SamplingOptions | None = None,
+                          seed: int | None = None) -> PersonalizeResult:
         method = method or self.settings.method
         if method not in METHODS:
             raise InvalidRequest(f"method: unknown method {method!r}; choose one of "
@@ -102,24 +107,30 @@ class HydraService:
             self.task, self.scorer, self.generator, self.history,
             k_retrieve=self.settings.k_retrieve, k_prompt=self.settings.k_prompt,
             max_tokens=max_tokens, sampling=self.settings.sampling)
-        return await personalizer.run(user, query, method, n_candidates=n_candidates)
+        return await personalizer.run(user, query, method, n_candidates=n_candidates,
+                                      temperature=temperature, options=options, seed=seed)
 
     async def complete(self, user: str, model: str, query: str, *, n: int = 1,
-                       max_tokens: int | None = None) -> Answer:
-        """The OpenAI routes: the `n` best of the candidates by adapter score."""
+                       max_tokens: int | None = None, temperature: float | None = None,
+                       options: SamplingOptions | None = None,
+                       seed: int | None = None) -> Answer:
+        """The OpenAI routes: the `n` best of the candidates by adapter score. `temperature`
+        is the single-answer methods' (Personalizer.run); options and seed go to the generator."""
         method = self.method_for_model(model)
         if n > 1 and METHODS[method].selection != "adapter":
             raise InvalidRequest(f"n: method {method!r} answers greedily with one sample; "
                                  f"n must be 1, got {n}", param="n")
         samples = max(n, self.settings.sampling.n)
         result = await self.personalize(user, query, method=method, n_candidates=samples,
-                                        max_tokens=max_tokens)
+                                        max_tokens=max_tokens, temperature=temperature,
+                                        options=options, seed=seed)
         # Best first, ties to the earlier sample: order[0] is the pipeline's own pick.
         scores = result.adapter_scores or [0.0] * len(result.candidates)
         order = sorted(range(len(result.candidates)), key=lambda i: (-scores[i], i))
         texts = [result.candidates[i] for i in order[:n]] or [result.answer]
+        reasons = [result.finish_reasons[i] for i in order[:n]] or ["stop"]
         assert texts[0] == result.answer, "ranking disagrees with the pipeline's pick"
-        return Answer(texts=texts, method=method, result=result)
+        return Answer(texts=texts, finish_reasons=reasons, method=method, result=result)
 
     # ---- the two models alone ---------------------------------------------------------------
 

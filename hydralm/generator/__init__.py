@@ -16,7 +16,13 @@ from hydralm.generator.errors import (
     GeneratorTimeout,
     GeneratorUnavailable,
 )
-from hydralm.generator.protocol import ChatRequest, CompletionRequest, Request
+from hydralm.generator.protocol import (
+    ChatRequest,
+    CompletionRequest,
+    Request,
+    Samples,
+    SamplingOptions,
+)
 from hydralm.generator.stats import GeneratorStats
 
 # The architecture doc's name for llm_config_kwargs.
@@ -40,6 +46,8 @@ __all__ = [
     "GeneratorUnavailable",
     "Request",
     "ResponseCache",
+    "Samples",
+    "SamplingOptions",
     "cache_key",
     "embedded_llm_config",
     "llm_config_kwargs",

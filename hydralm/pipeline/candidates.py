@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+from hydralm.generator.protocol import Samples, SamplingOptions
 from hydralm.pipeline.interfaces import Generator
 
 __all__ = ["CandidateSampling"]
@@ -31,19 +32,32 @@ class CandidateSampling:
         if not 0.0 < self.temperature <= 2.0:
             raise ValueError(f"temperature must be in (0, 2], got {self.temperature!r}")
 
+    def calls(self, n: int | None = None) -> list[tuple[int, float]]:
+        """(samples, temperature) of each generator call that draws `n` (default: the
+        policy's) candidates, in candidate order."""
+        n = n or self.n
+        if not self.greedy_first:
+            return [(n, self.temperature)]
+        return [(1, 0.0)] + ([(n - 1, self.temperature)] if n > 1 else [])
+
     async def sample(self, generator: Generator, messages: list[dict], *,
                      max_tokens: int | None = None, choices: list[str] | None = None,
                      n: int | None = None) -> list[str]:
         """The candidates for one prompt, greedy first when the policy says so; `n` overrides
         the policy's count for this call."""
-        n = n or self.n
-        if not self.greedy_first:
-            return await generator.chat(messages, n=n, temperature=self.temperature,
-                                        max_tokens=max_tokens, choices=choices)
-        calls = [generator.chat(messages, n=1, temperature=0.0, max_tokens=max_tokens,
-                                choices=choices)]
-        if n > 1:
-            calls.append(generator.chat(messages, n=n - 1, temperature=self.temperature,
-                                        max_tokens=max_tokens, choices=choices))
-        parts = await asyncio.gather(*calls)
+        parts = await asyncio.gather(*(
+            generator.chat(messages, n=k, temperature=t, max_tokens=max_tokens, choices=choices)
+            for k, t in self.calls(n)))
         return [text for part in parts for text in part]
+
+    async def draw(self, generator: Generator, messages: list[dict], *,
+                   max_tokens: int | None = None, choices: list[str] | None = None,
+                   n: int | None = None, options: SamplingOptions | None = None,
+                   seed: int | None = None) -> Samples:
+        """sample() with finish reasons and token counts, plus a caller's sampling options
+        (stop, top_p, penalties) and seed; the temperatures stay the policy's."""
+        parts = await asyncio.gather(*(
+            generator.chat_samples(messages, n=k, temperature=t, max_tokens=max_tokens,
+                                   choices=choices, options=options, seed=seed)
+            for k, t in self.calls(n)))
+        return Samples.join(parts)

@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from hydralm.generator.protocol import Samples, SamplingOptions
+
 __all__ = ["Generator", "HistoryStore", "ModelKind", "PairScorer", "PairScores"]
 
 ModelKind = Literal["reranker", "adapter"]
@@ -66,3 +68,9 @@ class Generator(Protocol):
 
     async def chat(self, messages: list[dict], *, n: int = 1, temperature: float = 0.0,
                    max_tokens: int | None = None, choices: list[str] | None = None) -> list[str]: ...
+
+    async def chat_samples(self, messages: list[dict], *, n: int = 1, temperature: float = 0.0,
+                           max_tokens: int | None = None, choices: list[str] | None = None,
+                           options: SamplingOptions | None = None,
+                           seed: int | None = None) -> Samples:
+        """chat() with each sample's finish reason and the token counts (serving's `usage`)."""

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Literal
 
+from hydralm.generator.protocol import SamplingOptions
 from hydralm.pipeline.candidates import CandidateSampling
 from hydralm.pipeline.interfaces import Generator, HistoryStore, PairScorer
 from hydralm.pipeline.pairs import adapter_pairs, reranker_pairs
@@ -58,6 +59,9 @@ class PersonalizeResult:
     adapter_scores: list[float] = field(default_factory=list)
     heads: dict[str, str] = field(default_factory=dict)
     timings_ms: dict[str, float] = field(default_factory=dict)
+    finish_reasons: list[str] = field(default_factory=list)   # one per candidate
+    prompt_tokens: int = 0       # the generator's counts, summed over this query's calls
+    completion_tokens: int = 0   # every candidate's tokens, not only the answer's
 
 
 class Personalizer:
@@ -80,7 +84,12 @@ class Personalizer:
         self.seed = seed
 
     async def run(self, user_id: str, query_input: str, method: str = "hydra",
-                  *, n_candidates: int | None = None) -> PersonalizeResult:
+                  *, n_candidates: int | None = None, temperature: float | None = None,
+                  options: SamplingOptions | None = None,
+                  seed: int | None = None) -> PersonalizeResult:
+        """The answer for one query. `temperature` (default 0: greedy) is the one sample's of
+        the methods that answer with one; the adapter's candidates keep the sampling policy's
+        temperatures. `options` (stop, top_p, penalties) and `seed` go to every generator call."""
         spec = _method(method)
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
@@ -91,14 +100,16 @@ class Personalizer:
         t = time.perf_counter()
         messages = [{"role": "user", "content": prompt}]
         if spec.selection == "adapter":
-            candidates = await self.sampling.sample(
+            samples = await self.sampling.draw(
                 self.generator, messages, n=n_candidates or self.n_candidates,
-                max_tokens=self.max_tokens, choices=self.task.choices())
+                max_tokens=self.max_tokens, choices=self.task.choices(), options=options,
+                seed=seed)
         else:
-            candidates = await self.generator.chat(messages, n=1, temperature=0.0,
-                                                   max_tokens=self.max_tokens,
-                                                   choices=self.task.choices())
+            samples = await self.generator.chat_samples(
+                messages, n=1, temperature=temperature or 0.0, max_tokens=self.max_tokens,
+                choices=self.task.choices(), options=options, seed=seed)
         timings["generate_ms"] = _ms(t)
+        candidates = samples.texts
         adapter_scores: list[float] = []
         best = 0
         if spec.selection == "adapter" and len(candidates) > 1:
@@ -113,7 +124,9 @@ class Personalizer:
             answer=candidates[best] if candidates else "", prompt=prompt,
             retrieved_ids=retrieved_ids, rerank_scores=rerank_scores,
             prompt_item_ids=[str(i.get("id", "")) for i in items], candidates=candidates,
-            adapter_scores=adapter_scores, heads=heads, timings_ms=timings)
+            adapter_scores=adapter_scores, heads=heads, timings_ms=timings,
+            finish_reasons=samples.finish_reasons, prompt_tokens=samples.prompt_tokens,
+            completion_tokens=samples.completion_tokens)
 
     async def _select_items(self, spec: MethodSpec, user_id: str, query_input: str,
                             profile: list[dict], timings: dict[str, float]):

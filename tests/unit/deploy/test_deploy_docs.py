@@ -19,7 +19,7 @@ from retrain_rules import RETRAIN_STAGES, parse_cli
 from hydralm.jobconfig import load_job_config
 from serving.auth import load_key_table
 from serving.config import AuthConfig, ServeArgs
-from serving.protocol import ChatCompletionRequest
+from serving.openai_protocol import ChatCompletionRequest
 
 README_SECTIONS = REPO / "README.md"
 OPERATIONS = REPO / "docs" / "operations.md"

@@ -15,6 +15,7 @@ from hydralm.evaluation import (
     needs_scorer,
     run_queries,
 )
+from hydralm.generator import Samples
 from hydralm.pipeline import PairScorer, PairScores, Personalizer
 from hydralm.tasks import get_task
 
@@ -36,6 +37,10 @@ class ScriptedGenerator:
     async def chat(self, messages, *, n=1, temperature=0.0, max_tokens=None, choices=None):
         self.calls.append((n, messages[-1]["content"]))
         return ["dystopia"] if n == 1 else SAMPLES[:n]
+
+    async def chat_samples(self, messages, *, options=None, seed=None, **kwargs):
+        texts = await self.chat(messages, **kwargs)
+        return Samples(texts, ["stop"] * len(texts))
 
 
 class PrefersSciFi(PairScorer):

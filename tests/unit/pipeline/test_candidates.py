@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from hydralm.generator import Samples
 from hydralm.history import SqliteHistoryStore
 from hydralm.labels.config import LabelsConfig
 from hydralm.pipeline import CandidateSampling, PairScorer, PairScores, Personalizer
@@ -23,6 +24,10 @@ class EchoGenerator:
         if temperature == 0.0:
             return ["greedy"] * n
         return [f"sample-{i}" for i in range(n)]
+
+    async def chat_samples(self, messages, *, options=None, seed=None, **kwargs):
+        texts = await self.chat(messages, **kwargs)
+        return Samples(texts, ["stop"] * len(texts))
 
 
 def sample(policy: CandidateSampling, n: int | None = None):

@@ -7,6 +7,7 @@ import asyncio
 
 import pytest
 
+from hydralm.generator import Samples
 from hydralm.history import SqliteHistoryStore
 from hydralm.pipeline import METHODS, PairScorer, PairScores, Personalizer
 from hydralm.tasks import get_task
@@ -30,6 +31,10 @@ class ScriptedGenerator:
         self.calls.append({"prompt": messages[-1]["content"], "n": n, "temperature": temperature,
                            "choices": choices})
         return ["comedy", "sci-fi", "action", "comedy", "classic", "sci-fi", "romance", "fantasy"][:n]
+
+    async def chat_samples(self, messages, *, options=None, seed=None, **kwargs):
+        texts = await self.chat(messages, **kwargs)
+        return Samples(texts, ["stop"] * len(texts))
 
 
 class PrefersTag(PairScorer):

@@ -9,7 +9,7 @@ import logging
 import pytest
 from fastapi.testclient import TestClient
 
-from hydralm.generator import GeneratorStats, GeneratorUnavailable
+from hydralm.generator import GeneratorStats, GeneratorUnavailable, Samples
 from hydralm.history import SqliteHistoryStore
 from hydralm.pipeline import PairScorer, PairScores
 from hydralm.tasks import get_task
@@ -34,12 +34,19 @@ class OverlapScorer(PairScorer):
 
 
 class CannedGenerator:
+    """Candidates "comedy", "sci-fi robots", "drama", then "x" (cut: finish_reason length); 10
+    prompt tokens per call and one completion token per word."""
+
     def __init__(self) -> None:
         self.calls: list[dict] = []
 
-    async def chat(self, messages, *, n=1, temperature=0.0, max_tokens=None, choices=None):
-        self.calls.append({"messages": messages, "n": n, "max_tokens": max_tokens})
-        return ["comedy", "sci-fi robots", "drama"][:n] + ["x"] * max(0, n - 3)
+    async def chat_samples(self, messages, *, n=1, temperature=0.0, max_tokens=None,
+                           choices=None, options=None, seed=None):
+        self.calls.append({"messages": messages, "n": n, "max_tokens": max_tokens,
+                           "temperature": temperature, "options": options, "seed": seed})
+        texts = ["comedy", "sci-fi robots", "drama"][:n] + ["x"] * max(0, n - 3)
+        return Samples(texts, ["length" if t == "x" else "stop" for t in texts],
+                       prompt_tokens=10, completion_tokens=sum(len(t.split()) for t in texts))
 
 
 class RecordingMetrics(ServingMetrics):
@@ -86,8 +93,12 @@ def test_chat_completion_is_openai_shaped_with_hydra_extension(client):
     body = r.json()
     assert body["object"] == "chat.completion" and len(body["choices"]) == 2
     # The adapter (word overlap with the prompt) picks the candidate sharing the most words.
-    assert body["choices"][0]["message"] == {"role": "assistant", "content": "sci-fi robots"}
+    assert body["choices"][0]["message"] == {"role": "assistant", "content": "sci-fi robots",
+                                             "refusal": None}
+    # usage: the one generator call of all 8 candidates (10 prompt tokens, one per word)
+    assert body["usage"] == {"prompt_tokens": 10, "completion_tokens": 9, "total_tokens": 19}
     assert body["hydra"]["head"] == "user" and body["hydra"]["method"] == "hydra"
+    assert r.headers["x-hydra-head"] == "user" and r.headers["x-hydra-user"] == "alice"
     assert body["hydra"]["prompt_item_ids"][0] == "m1"
     assert client.generator.calls[-1]["n"] == 8
 
@@ -98,10 +109,11 @@ def test_openai_client_parses_the_response(client):
                        max_retries=0)
     out = oa.chat.completions.create(model="hydralm", user="alice", messages=CHAT["messages"])
     assert out.choices[0].message.content == "sci-fi robots"
+    assert (out.usage.prompt_tokens, out.usage.completion_tokens) == (10, 2 + 1 + 1 + 5)
     with pytest.raises(openai.BadRequestError) as info:
         oa.chat.completions.create(model="hydralm", user="alice", messages=CHAT["messages"],
-                                   stream=True)
-    assert info.value.body["param"] == "stream"
+                                   logprobs=True)
+    assert info.value.body["param"] == "logprobs"
 
 
 def test_unseen_user_is_served_by_the_global_head(client):
@@ -165,8 +177,11 @@ BAD = [
     ("/v1/chat/completions", {**CHAT, "n": "3"}, 400, "n"),
     ("/v1/chat/completions", {**CHAT, "n": 9}, 400, "n"),
     ("/v1/chat/completions", {**CHAT, "max_tokens": 100_000}, 400, "max_tokens"),
-    ("/v1/chat/completions", {**CHAT, "stream": True}, 400, "stream"),
-    ("/v1/chat/completions", {**CHAT, "top_p": 0.5}, 400, "top_p"),
+    ("/v1/chat/completions", {**CHAT, "stream": 1}, 400, "stream"),
+    ("/v1/chat/completions", {**CHAT, "top_p": 1.5}, 400, "top_p"),
+    ("/v1/chat/completions", {**CHAT, "top_pp": 0.5}, 400, "top_pp"),
+    ("/v1/chat/completions", {**CHAT, "response_format": {"type": "json_object"}}, 400,
+     "response_format"),
     ("/v1/chat/completions", {**CHAT, "model": "gpt-4"}, 404, "model"),
     ("/v1/chat/completions", {**CHAT, "model": "hydralm:zero_shot", "n": 2}, 400, "n"),
     ("/v1/chat/completions", {**CHAT, "messages": [{"role": "system", "content": "x"}]}, 400,
@@ -174,8 +189,8 @@ BAD = [
     ("/v1/completions", {"model": "hydralm", "user": "alice"}, 400, "prompt"),
     ("/v1/completions", {"model": "hydralm", "user": "alice", "prompt": ["a", "b"]}, 400,
      "prompt"),
-    ("/v1/completions", {"model": "hydralm", "user": "alice", "prompt": "x", "stream": True},
-     400, "stream"),
+    ("/v1/completions", {"model": "hydralm", "user": "alice", "prompt": "x", "suffix": "y"},
+     400, "suffix"),
     ("/v1/personalize", {"input": "x"}, 400, "user"),
     ("/v1/personalize", {"user": "alice", "input": 5}, 400, "input"),
     ("/v1/personalize", {"user": "alice", "input": "x", "method": "magic"}, 400, "method"),
@@ -294,7 +309,7 @@ class DownGenerator:
     def __init__(self) -> None:
         self.stats = GeneratorStats()
 
-    async def chat(self, messages, *, n=1, temperature=0.0, max_tokens=None, choices=None):
+    async def chat_samples(self, messages, **kwargs):
         self.stats.requests += 3
         self.stats.retries += 2
         self.stats.errors += 1

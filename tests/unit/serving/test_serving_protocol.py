@@ -7,9 +7,8 @@ from pydantic import ValidationError
 
 from serving.config import RequestLimits
 from serving.errors import InvalidRequest, map_exception
+from serving.openai_protocol import ChatCompletionRequest, CompletionRequest
 from serving.protocol import (
-    ChatCompletionRequest,
-    CompletionRequest,
     PersonalizeRequest,
     RerankRequest,
     ScoreRequest,
@@ -25,7 +24,10 @@ LIMITS = RequestLimits(max_n=4, max_tokens=32, max_text_chars=50, max_history_it
 def _param(body: dict, model=ChatCompletionRequest, limits=LIMITS) -> str | None:
     """The `param` of the error a body gets (model validation, then the config's limits)."""
     with pytest.raises((ValidationError, InvalidRequest)) as info:
-        model.model_validate(body).check_limits(limits)
+        req = model.model_validate(body)
+        if hasattr(req, "refusals"):
+            req.refusals()
+        req.check_limits(limits)
     mapped = map_exception(info.value)
     assert mapped.status == 400, mapped
     return mapped.param
@@ -53,9 +55,17 @@ def test_user_ids_refused(user):
     ({"n": 5}, "n"),  # over LIMITS.max_n
     ({"n": "two"}, "n"),
     ({"max_tokens": 33}, "max_tokens"),
-    ({"max_completion_tokens": 33}, "max_tokens"),
-    ({"stream": True}, "stream"),
-    ({"temperature": 0.2}, "temperature"),  # unknown fields are refused, never ignored
+    ({"max_completion_tokens": 33}, "max_completion_tokens"),
+    ({"temperatur": 0.2}, "temperatur"),  # fields OpenAI does not define are refused
+    ({"temperature": 2.5}, "temperature"),
+    ({"stream": "yes"}, "stream"),
+    ({"stream_options": {"include_usage": True}}, "stream_options"),  # without stream
+    ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
+    ({"logit_bias": {"50256": -100}}, "logit_bias"),
+    ({"tool_choice": "required"}, "tool_choice"),
+    ({"messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "http://x/y.png"}}]}]},
+     "messages.0.content.0.type"),
     ({"model": ""}, "model"),
     ({"messages": [{"role": "robot", "content": "x"}]}, "messages.0.role"),
     ({"messages": [{"role": "user", "content": 5}]}, "messages.0.content"),
