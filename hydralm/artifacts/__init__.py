@@ -1,19 +1,22 @@
 """Artifacts: storage (a local directory or s3://, atomic writes) and the versioned registry.
 
-`Registry(uri)` stores base checkpoints, one head file per user and a global head per kind, and a
-manifest written last by compare-and-swap (see registry.py for the layout and guarantees).
+`Registry(uri)` stores base checkpoints, one head file per user and a global head per kind, a
+sharded index of the heads (index.py), and a manifest written last by compare-and-swap (see
+registry.py for the layout and guarantees); `gc.collect` removes files no manifest names any more,
+`migrate.migrate` converts a registry of the older single-index layout.
 """
 
-from hydralm.artifacts.keys import user_token, validate_key
+from hydralm.artifacts.keys import shard_of, user_token, validate_key
 from hydralm.artifacts.manifest import (
     HEAD_KINDS,
     BaseEntry,
     FileRef,
     HeadEntry,
-    HeadIndex,
     HeadKind,
-    IndexRef,
+    HeadShard,
     Manifest,
+    ShardTable,
+    TableRef,
 )
 from hydralm.artifacts.registry import GLOBAL_USER, MANIFEST_KEY, Registry
 from hydralm.artifacts.s3 import S3Storage
@@ -28,17 +31,19 @@ __all__ = [
     "FileRef",
     "HeadEntry",
     "HeadFile",
-    "HeadIndex",
     "HeadKind",
-    "IndexRef",
+    "HeadShard",
     "LocalStorage",
     "Manifest",
     "Registry",
     "S3Storage",
+    "ShardTable",
     "Storage",
+    "TableRef",
     "WriteConflictError",
     "decode_head",
     "encode_head",
+    "shard_of",
     "user_token",
     "validate_key",
 ]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-__all__ = ["user_token", "validate_key"]
+__all__ = ["shard_of", "user_token", "validate_key"]
 
 _SEGMENT = re.compile(r"[A-Za-z0-9_=-][A-Za-z0-9._=-]*")
 MAX_KEY_LENGTH = 1024
@@ -46,3 +46,8 @@ def user_token(user_id: str) -> str:
     if not isinstance(user_id, str) or not user_id:
         raise ValueError(f"user_id must be a non-empty string, got {user_id!r}")
     return hashlib.sha256(user_id.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def shard_of(user_id: str, shards: int) -> int:
+    """The index shard holding `user_id` among `shards` (the first 32 bits of its token, mod)."""
+    return int(user_token(user_id)[:8], 16) % shards

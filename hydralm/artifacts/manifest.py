@@ -1,9 +1,14 @@
-"""The registry's JSON documents: the root manifest and the per-kind head indexes.
+"""The registry's JSON documents: the root manifest, the per-kind shard tables and the shards.
 
-`manifest.json` is small (version counter, current base, bases, global heads, and for each head
-kind a pointer to its index) so serving can poll it cheaply. A head index maps user id -> head file
-and lives in an immutable, content-addressed file (`index/<kind>/<sha256>.json`): each manifest
-update writes a new index and swaps the pointer, so an index a reader holds never changes under it.
+`manifest.json` is small (version counter, current base, bases, global heads, the shard count and
+for each head kind a pointer to its shard table) so serving can poll it cheaply. A kind's heads are
+split over a fixed number of shards (chosen when the registry is created: a user's shard is a
+function of the hash of its id, `keys.shard_of`). Each shard maps its users' ids -> head file and
+lives in an immutable, content-addressed file (`index/<kind>/shards/<ss>/<sha256>.json`); the shard
+table (`index/<kind>/tables/<sha256>.json`) lists the sha256 of every shard ("" for an empty one).
+A manifest update writes new shard files for the shards it changes and a new table, then swaps
+the pointer: no file a reader holds ever changes under it, and the cost of an update or a lookup
+depends on the shard count and the size of one shard, not on how many users there are.
 """
 
 from __future__ import annotations
@@ -20,10 +25,11 @@ __all__ = [
     "BaseEntry",
     "FileRef",
     "HeadEntry",
-    "HeadIndex",
     "HeadKind",
-    "IndexRef",
+    "HeadShard",
     "Manifest",
+    "ShardTable",
+    "TableRef",
     "check_kind",
     "parse_document",
     "utc_now",
@@ -31,8 +37,11 @@ __all__ = [
 
 HeadKind = Literal["adapter", "reranker"]
 HEAD_KINDS: tuple[str, ...] = ("adapter", "reranker")
-MANIFEST_FORMAT = "hydralm-registry/1"
-INDEX_FORMAT = "hydralm-head-index/1"
+MANIFEST_FORMAT = "hydralm-registry/2"
+TABLE_FORMAT = "hydralm-shard-table/1"
+SHARD_FORMAT = "hydralm-head-shard/1"
+DEFAULT_SHARDS = 4096
+MAX_SHARDS = 65536
 
 
 def utc_now() -> str:
@@ -69,25 +78,34 @@ class BaseEntry(_Document):
     created_at: str
 
 
-class IndexRef(FileRef):
-    count: int = Field(ge=0, description="Heads in the index.")
+class TableRef(FileRef):
+    count: int = Field(ge=0, description="Heads of this kind, over all shards.")
 
 
-class HeadIndex(_Document):
-    format: Literal["hydralm-head-index/1"] = INDEX_FORMAT
+class ShardTable(_Document):
+    format: Literal["hydralm-shard-table/1"] = TABLE_FORMAT
     kind: HeadKind
+    shards: tuple[str, ...] = Field(description="sha256 of each shard's file; '' when empty.")
+
+
+class HeadShard(_Document):
+    format: Literal["hydralm-head-shard/1"] = SHARD_FORMAT
+    kind: HeadKind
+    shard: int = Field(ge=0, description="This shard's number (keys.shard_of of its users).")
     heads: dict[str, HeadEntry] = Field(default_factory=dict, description="user id -> head file")
 
 
 class Manifest(_Document):
-    format: Literal["hydralm-registry/1"] = MANIFEST_FORMAT
+    format: Literal["hydralm-registry/2"] = MANIFEST_FORMAT
     version: int = Field(default=0, ge=0, description="+1 on every update; 0: nothing written.")
     base_version: str | None = Field(default=None, description="The current base; heads must match.")
     created_at: str = Field(default_factory=utc_now)
     updated_at: str = Field(default_factory=utc_now)
+    shards: int = Field(default=DEFAULT_SHARDS, ge=1, le=MAX_SHARDS,
+                        description="Shards per head kind; fixed when the registry is created.")
     bases: dict[str, BaseEntry] = Field(default_factory=dict)
     global_heads: dict[HeadKind, HeadEntry] = Field(default_factory=dict)
-    head_index: dict[HeadKind, IndexRef] = Field(default_factory=dict)
+    head_tables: dict[HeadKind, TableRef] = Field(default_factory=dict)
 
 
 def parse_document(model: type[_Document], data: bytes, where: str) -> _Document:

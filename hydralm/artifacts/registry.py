@@ -6,17 +6,24 @@ Layout under the storage root:
     bases/<version>/model.safetensors, config.json base checkpoints (version = content hash)
     heads/<kind>/<tt>/<token>/<sha16>.safetensors  one user's head (token = sha256 of the user id)
     global/<kind>/<sha16>.safetensors              a kind's global head
-    index/<kind>/<sha256>.json                     user id -> head file, one immutable file per update
+    index/<kind>/tables/<sha256>.json              the kind's shard table: every shard's sha256
+    index/<kind>/shards/<ss>/<sha256>.json         one shard: its users' ids -> head file
+    gc/                                            garbage collection's state (see gc.py)
 
 Guarantees:
 - Every data file is immutable and content-addressed, and is written before the manifest update
   that makes it visible. The manifest is written last, atomically, so a reader never sees a
-  manifest (or an index) pointing at a missing or half-written file; a crash leaves only orphans.
+  manifest (or a table or shard) pointing at a missing or half-written file; a crash leaves only
+  orphans. A file is written even when it already exists (same bytes), so its modification time
+  tells garbage collection that a writer is about to name it.
 - Writers never lose each other's updates: every manifest update is a read-modify-write committed
   by `Storage.put_if` (flock on local disk, conditional PUT on S3) and retried on conflict; the
   change (e.g. "add these heads") is re-applied to the newest manifest on each attempt.
 - `load_head` checks the file's sha256 against the index, the file's own tensor digest and
   identity, and that it belongs to the manifest's current base; any mismatch is an ArtifactError.
+- Publishing K users' heads writes their head files, the shards they fall in and the table; a
+  lookup reads the manifest, the table (cached by sha256) and one shard: neither grows with the
+  number of users (see index.py).
 """
 
 from __future__ import annotations
@@ -31,14 +38,15 @@ from typing import Any
 
 from torch import Tensor
 
+from hydralm.artifacts.index import ShardedIndex
 from hydralm.artifacts.keys import user_token
 from hydralm.artifacts.manifest import (
-    HEAD_KINDS,
+    DEFAULT_SHARDS,
+    MANIFEST_FORMAT,
+    MAX_SHARDS,
     BaseEntry,
     FileRef,
     HeadEntry,
-    HeadIndex,
-    IndexRef,
     Manifest,
     check_kind,
     parse_document,
@@ -64,15 +72,21 @@ GLOBAL_USER = "<global>"   # the user id recorded inside global head files
 
 
 class Registry:
-    """Bases, heads and the manifest over one `Storage` (or a URI: a path or s3://bucket/prefix)."""
+    """Bases, heads and the manifest over one `Storage` (or a URI: a path or s3://bucket/prefix).
+
+    `shards` is the number of index shards per head kind of a registry this instance creates
+    (its first write); an existing registry keeps the count its manifest records."""
 
     def __init__(self, storage: Storage | str, *, max_attempts: int = 64,
-                 write_threads: int = 8) -> None:
+                 write_threads: int = 8, shards: int = DEFAULT_SHARDS) -> None:
+        if not 1 <= shards <= MAX_SHARDS:
+            raise ValueError(f"shards must be in [1, {MAX_SHARDS}], got {shards!r}")
         self.storage = storage if isinstance(storage, Storage) else Storage.from_uri(storage)
         self.max_attempts = max_attempts
         self.write_threads = write_threads
-        # index sha256 -> heads; replaced, never mutated, so threads can share a Registry
-        self._index_cache: dict[str, dict[str, HeadEntry]] = {}
+        self.shards = shards
+        self.index = ShardedIndex(self._read_verified, self._put_immutable,
+                                  write_threads=write_threads)
 
     def __repr__(self) -> str:
         return f"Registry({self.storage.uri!r})"
@@ -83,8 +97,20 @@ class Registry:
         try:
             data, token = self.storage.get_versioned(MANIFEST_KEY)
         except NotFoundError:
-            return Manifest(), None
-        return parse_document(Manifest, data, f"{self.storage.uri}/{MANIFEST_KEY}"), token
+            return Manifest(shards=self.shards), None
+        return self._parse_manifest(data), token
+
+    def _parse_manifest(self, data: bytes) -> Manifest:
+        where = f"{self.storage.uri}/{MANIFEST_KEY}"
+        try:
+            found = json.loads(data).get("format")
+        except (ValueError, AttributeError):
+            found = None        # not JSON: parse_document names the problem
+        if found == "hydralm-registry/1":
+            raise ArtifactError(f"{where} is a hydralm-registry/1 registry (one index file per "
+                                f"kind); this version reads {MANIFEST_FORMAT}: convert it once "
+                                f"with `hydralm registry migrate {self.storage.uri}`")
+        return parse_document(Manifest, data, where)
 
     def manifest(self) -> Manifest:
         """The current manifest (an empty one, version 0, before anything was written)."""
@@ -117,9 +143,9 @@ class Registry:
     # -- files ------------------------------------------------------------------------------------
 
     def _put_immutable(self, key: str, data: bytes) -> FileRef:
-        """Write a content-addressed file (skipped when it is already there)."""
-        if not self.storage.exists(key):
-            self.storage.put(key, data)
+        """Write a content-addressed file. Written even when it is already there (same bytes):
+        the fresh modification time keeps garbage collection off a file about to be named."""
+        self.storage.put(key, data)
         return FileRef(key=key, sha256=sha256(data))
 
     def _read_verified(self, ref: FileRef, what: str) -> bytes:
@@ -176,36 +202,34 @@ class Registry:
 
     # -- heads ------------------------------------------------------------------------------------
 
-    def head_index(self, kind: str, manifest: Manifest | None = None) -> dict[str, HeadEntry]:
-        """user id -> head entry for `kind` (cached by content: index files never change)."""
+    def head_entry(self, kind: str, user_id: str,
+                   manifest: Manifest | None = None) -> HeadEntry | None:
+        """The index entry of `user_id`'s `kind` head (file, base, history version), or None.
+        Reads the kind's table (cached by sha256) and the user's one shard."""
         check_kind(kind)
-        ref = (manifest or self.manifest()).head_index.get(kind)
-        if ref is None:
-            return {}
-        heads = self._index_cache.get(ref.sha256)
-        if heads is None:
-            data = self._read_verified(ref, f"{kind} head index")
-            heads = dict(parse_document(HeadIndex, data, f"{self.storage.uri}/{ref.key}").heads)
-            self._index_cache = {**self._index_cache, ref.sha256: heads}
-            if len(self._index_cache) > 2 * len(HEAD_KINDS):      # bound it: oldest out first
-                self._index_cache = dict(list(self._index_cache.items())[-len(HEAD_KINDS):])
-        return heads
+        return self.index.entry(kind, manifest or self.manifest(), user_id)
+
+    def iter_head_entries(self, kind: str,
+                          manifest: Manifest | None = None) -> Iterator[tuple[str, HeadEntry]]:
+        """Every (user id, entry) of `kind`, streamed shard by shard (for jobs, not requests)."""
+        check_kind(kind)
+        return self.index.entries(kind, manifest or self.manifest())
+
+    def head_index(self, kind: str, manifest: Manifest | None = None) -> dict[str, HeadEntry]:
+        """user id -> head entry for every head of `kind`: reads every shard, so it costs
+        O(users); jobs and tools only (serving uses `head_entry`)."""
+        return dict(self.iter_head_entries(kind, manifest))
+
+    def head_count(self, kind: str, manifest: Manifest | None = None) -> int:
+        check_kind(kind)
+        ref = (manifest or self.manifest()).head_tables.get(kind)
+        return ref.count if ref else 0
 
     def _check_base(self, manifest: Manifest, base_version: str, what: str) -> None:
         if manifest.base_version != base_version:
             raise ArtifactError(f"cannot save {what} fitted on base {base_version!r}: the "
                                 f"registry's current base is {manifest.base_version!r}; "
                                 "refit on the current base")
-
-    def head_entry(self, kind: str, user_id: str,
-                   manifest: Manifest | None = None) -> HeadEntry | None:
-        """The index entry of `user_id`'s `kind` head (file, base, history version), or None."""
-        return self.head_index(kind, manifest).get(user_id)
-
-    def iter_head_entries(self, kind: str,
-                          manifest: Manifest | None = None) -> Iterator[tuple[str, HeadEntry]]:
-        """Every (user id, entry) of `kind`, streamed."""
-        yield from self.head_index(kind, manifest).items()
 
     def _write_head(self, key_dir: str, kind: str, user_id: str, state: HeadState,
                     base_version: str, history_version: int | None = None) -> HeadEntry:
@@ -242,11 +266,8 @@ class Registry:
 
         def change(m: Manifest) -> Manifest:
             self._check_base(m, base_version, f"{kind} heads")
-            merged = {**self.head_index(kind, m), **entries}
-            data = HeadIndex(kind=kind, heads=dict(sorted(merged.items()))).model_dump_json()
-            ref = self._put_immutable(f"index/{kind}/{sha256(data.encode())}.json", data.encode())
-            index_ref = IndexRef(key=ref.key, sha256=ref.sha256, count=len(merged))
-            return m.model_copy(update={"head_index": {**m.head_index, kind: index_ref}})
+            table = self.index.publish(kind, m, entries)
+            return m.model_copy(update={"head_tables": {**m.head_tables, kind: table}})
 
         return self._update(change).version
 
@@ -280,7 +301,7 @@ class Registry:
     def load_head(self, kind: str, user_id: str) -> HeadState:
         """A user's head, verified; NotFoundError when the user has none."""
         manifest = self.manifest()
-        entry = self.head_index(kind, manifest).get(user_id)
+        entry = self.head_entry(kind, user_id, manifest)
         if entry is None:
             raise NotFoundError(f"no {kind} head for user {user_id!r} in {self.storage.uri}")
         return self._load(entry, manifest, kind, user_id, f"{kind} head of user {user_id!r}")
@@ -294,10 +315,11 @@ class Registry:
         return self._load(entry, manifest, kind, GLOBAL_USER, f"global {kind} head")
 
     def has_head(self, kind: str, user_id: str) -> bool:
-        return user_id in self.head_index(kind)
+        return self.head_entry(kind, user_id) is not None
 
     def list_users(self, kind: str) -> list[str]:
-        return sorted(self.head_index(kind))
+        """Every user with a `kind` head, sorted (O(users): reads every shard)."""
+        return sorted(user for user, _ in self.iter_head_entries(kind))
 
     def verify(self) -> list[str]:
         """Every problem found re-reading all files the manifest names (empty: consistent)."""
@@ -306,7 +328,7 @@ class Registry:
         for version, base in manifest.bases.items():
             refs += [(f"base {version} model", base.model), (f"base {version} config", base.config)]
         refs += [(f"global {kind} head", entry) for kind, entry in manifest.global_heads.items()]
-        for kind in manifest.head_index:
+        for kind in manifest.head_tables:
             try:
                 index = self.head_index(kind, manifest)
             except ArtifactError as exc:

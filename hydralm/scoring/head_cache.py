@@ -14,7 +14,7 @@ import asyncio
 import logging
 import random
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 from typing import Generic, Literal, TypeVar
 
@@ -164,12 +164,14 @@ class HeadCache(Generic[H]):
                 self._global = None  # a failed global load is retried by the next request
             raise
 
-    def invalidate(self, user_ids: Iterable[str] | None = None, *,
+    def invalidate(self, user_ids: Container[str] | None = None, *,
                    include_global: bool = False) -> int:
-        """Drop the given users' entries (all when None), and with `include_global` the global
-        head and every user it was serving; return how many entries were dropped."""
+        """Drop the cached users in `user_ids` (all when None; any container: a set, or a
+        membership test such as the users of changed index shards), and with `include_global`
+        the global head and every user it was serving; return how many entries were dropped."""
         self._generation += 1
-        drop = set(self._entries) if user_ids is None else set(user_ids) & set(self._entries)
+        drop = set(self._entries) if user_ids is None else {u for u in self._entries
+                                                            if u in user_ids}
         if include_global:
             self._global = None
             drop |= {u for u, e in self._entries.items() if e.source == "global"}

@@ -1,19 +1,23 @@
 """What the scorer reads from a `Registry`: the manifest version, a per-kind snapshot to tell which
-heads changed, the bundled encoders, and heads checked against the base the scorer holds."""
+heads changed, the bundled encoders, and heads checked against the base the scorer holds.
+
+A snapshot is the kind's shard table (the sha256 of each index shard), not a list of users: on a
+manifest change a replica reads one table per kind (its size is fixed by the shard count) and
+drops the cached users of the shards whose file changed, never data proportional to all users."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
-from hydralm.artifacts import Registry
+from hydralm.artifacts import Registry, shard_of
 from hydralm.errors import ArtifactError, NotFoundError
-from hydralm.model import BaseEncoder, HeadState
-from hydralm.scoring.bundle import load_bundle_encoders
+from hydralm.model import AnyHeadState, BaseEncoder, HeadConfig, check_head_config
+from hydralm.scoring.bundle import bundle_head_configs, load_bundle_encoders
 
-__all__ = ["KindSnapshot", "RegistryView", "StaleBaseError"]
+__all__ = ["ChangedUsers", "KindSnapshot", "RegistryView", "StaleBaseError"]
 
 
 class StaleBaseError(ArtifactError):
@@ -21,18 +25,36 @@ class StaleBaseError(ArtifactError):
 
 
 @dataclass(frozen=True)
+class ChangedUsers:
+    """The users of the index shards whose file changed: a membership test (`user in changed`),
+    so a replica checks the users it caches instead of listing every user of the registry."""
+
+    shards: frozenset[int]
+    count: int
+
+    def __contains__(self, user_id: object) -> bool:
+        return isinstance(user_id, str) and shard_of(user_id, self.count) in self.shards
+
+    def __bool__(self) -> bool:
+        return bool(self.shards)
+
+
+@dataclass(frozen=True)
 class KindSnapshot:
-    """One kind's heads as a manifest version lists them (user id -> file sha256)."""
+    """One kind's heads as a manifest version lists them: the sha256 of each index shard."""
 
     kind: str
     base_version: str
-    heads: Mapping[str, str] = field(default_factory=dict)
+    shards: tuple[str, ...] = ()
     global_sha256: str | None = None
 
-    def changed_users(self, old: KindSnapshot) -> set[str]:
-        """Users whose head was added, replaced or removed since `old`."""
-        users = self.heads.keys() | old.heads.keys()
-        return {u for u in users if self.heads.get(u) != old.heads.get(u)}
+    def changed_users(self, old: KindSnapshot) -> ChangedUsers:
+        """Users whose head may have been added, replaced or removed since `old` (those of the
+        shards whose file changed; every user when the shard count differs)."""
+        if len(self.shards) != len(old.shards):
+            return ChangedUsers(frozenset(range(max(len(self.shards), 1))), max(len(self.shards), 1))
+        changed = (i for i, (a, b) in enumerate(zip(self.shards, old.shards, strict=True)) if a != b)
+        return ChangedUsers(frozenset(changed), len(self.shards))
 
     def global_changed(self, old: KindSnapshot) -> bool:
         return self.global_sha256 != old.global_sha256
@@ -43,6 +65,8 @@ class RegistryView:
 
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
+        # (base version, kind) -> the head form that base records: every head loaded is checked
+        self._head_forms: dict[tuple[str, str], HeadConfig] = {}
 
     def __repr__(self) -> str:
         return f"RegistryView({self.registry!r})"
@@ -58,16 +82,18 @@ class RegistryView:
                                 "train (or publish) one first")
         out = {}
         for kind in kinds:
-            index = self.registry.head_index(kind, manifest)
             global_entry = manifest.global_heads.get(kind)
             out[kind] = KindSnapshot(kind, manifest.base_version,
-                                     {user: entry.sha256 for user, entry in index.items()},
+                                     self.registry.index.table(kind, manifest),
                                      global_entry.sha256 if global_entry else None)
         return out
 
     def load_encoders(self, kinds: Sequence[str], base_version: str,
                       device: str | torch.device) -> dict[str, BaseEncoder]:
-        return load_bundle_encoders(self.registry, kinds, base_version, device=device)
+        encoders = load_bundle_encoders(self.registry, kinds, base_version, device=device)
+        forms = bundle_head_configs(self.registry, base_version)
+        self._head_forms = {(base_version, kind): forms[kind] for kind in kinds}
+        return encoders
 
     def _check_current(self, base_version: str, what: str) -> None:
         current = self.registry.base_version()
@@ -75,12 +101,26 @@ class RegistryView:
             raise StaleBaseError(f"{what}: the registry's base is now {current!r}, the scorer "
                                  f"serves {base_version!r}")
 
-    def load_head(self, kind: str, user_id: str, base_version: str) -> HeadState:
-        """The user's head, verified by the registry (checksum, identity, current base) and
-        belonging to `base_version`; NotFoundError when the user has none."""
-        self._check_current(base_version, f"{kind} head of user {user_id!r}")
-        return self.registry.load_head(kind, user_id)
+    def _check_form(self, head: AnyHeadState, kind: str, base_version: str,
+                    what: str) -> AnyHeadState:
+        """ArtifactError when the head's form is not the one the served base records."""
+        expected = self._head_forms.get((base_version, kind))
+        if expected is None:
+            found = bundle_head_configs(self.registry, base_version).get(kind)
+            if found is None:
+                raise NotFoundError(f"base {base_version} has no {kind} encoder")
+            expected = self._head_forms.setdefault((base_version, kind), found)
+        return check_head_config(head, expected, f"{what} in {self.registry.storage.uri}")
 
-    def load_global_head(self, kind: str, base_version: str) -> HeadState:
-        self._check_current(base_version, f"global {kind} head")
-        return self.registry.load_global_head(kind)
+    def load_head(self, kind: str, user_id: str, base_version: str) -> AnyHeadState:
+        """The user's head, verified by the registry (checksum, identity, current base),
+        belonging to `base_version` and of the form that base records; NotFoundError when the
+        user has none."""
+        what = f"{kind} head of user {user_id!r}"
+        self._check_current(base_version, what)
+        return self._check_form(self.registry.load_head(kind, user_id), kind, base_version, what)
+
+    def load_global_head(self, kind: str, base_version: str) -> AnyHeadState:
+        what = f"global {kind} head"
+        self._check_current(base_version, what)
+        return self._check_form(self.registry.load_global_head(kind), kind, base_version, what)

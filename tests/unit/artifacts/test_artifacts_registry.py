@@ -130,16 +130,17 @@ def test_a_head_file_checks_its_own_tensors():
         decode_head(bytes(data), "here")
 
 
-@pytest.mark.parametrize("target", ["index", "manifest", "base"])
+@pytest.mark.parametrize("target", ["table", "shard", "manifest", "base"])
 def test_tampered_index_manifest_or_base_is_an_artifact_error(registry, base, target):
     registry.save_head("reranker", "u1", head(1.0), base)
     manifest = registry.manifest()
-    key = {"index": manifest.head_index["reranker"].key, "manifest": MANIFEST_KEY,
+    key = {"table": manifest.head_tables["reranker"].key, "manifest": MANIFEST_KEY,
+           "shard": registry.storage.list("index/reranker/shards/")[0],
            "base": manifest.bases[base].model.key}[target]
     registry.storage.put(key, registry.storage.get(key)[:-5])
-    load = registry.load_base if target == "base" else (lambda: registry.load_head("reranker",
-                                                                                  "u1"))
-    with pytest.raises(ArtifactError):
+    fresh = Registry(registry.storage.uri)          # no cached table or shard
+    load = fresh.load_base if target == "base" else (lambda: fresh.load_head("reranker", "u1"))
+    with pytest.raises(ArtifactError, match="checksum mismatch|not a valid"):
         load()
 
 
