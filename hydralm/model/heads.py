@@ -1,17 +1,25 @@
-"""Per-user heads: the paper's classification head for many users at once.
+"""Per-user heads: the paper's classification head for many users at once, in two forms.
 
-One head is dropout -> dense (d x d) -> tanh -> dropout -> dense (d x 2); the score is softmax[:, 1].
-A `HeadBank` stores U heads as stacked tensors and applies each batch row's own head, so one forward
-pass serves rows of many users. Two equivalent ways to apply them (`mode`):
+One head is dropout -> first layer (d -> d) -> tanh -> dropout -> dense (d x 2); the score is
+softmax[:, 1]. The first layer's form is a setting (`HeadConfig`, per model kind):
+- "dense" (`HeadState`, the paper's): w1 [d, d] + b1 [d]. 148,610 numbers at d=384.
+- "lowrank" (`LowRankHeadState`): w1 = a [d, r] @ b [r, d] + b1 [d], each user with its own
+  factors (applied as (x @ a) @ b: w1 is never formed). 2*d*r + 3*d + 2 numbers: 7,298 at r=8.
+  Per-user factors rather than a shared basis with per-user coefficients: a head stays one
+  self-contained file (no second artifact whose version every head would depend on), and a user
+  fitted after training is not confined to a basis learned from the training users.
+
+A `HeadBank` stores U heads of one form as stacked tensors and applies each batch row's own head,
+so one forward pass serves rows of many users. Two equivalent ways to apply them (`mode`):
 
 - "segment" (the default): sort rows by head and loop over `segments()`, one matmul per head on
   a view of that head's weights.
 - "bmm": sort rows by head, pad each head's rows to the longest group and run one batched matmul on
   the gathered weights of the heads present (gathered once per head, not once per row).
 
-Both give the same numbers. The loop is the faster one here: gathering copies d*d floats per head
-(590 KB at d=384), which costs more than the Python loop's few microseconds per head; measured in
-docs/model.md (4-10x faster without gradients, equal or faster with them).
+Both give the same numbers. The loop is the faster one here for dense heads: gathering copies d*d
+floats per head (590 KB at d=384), which costs more than the Python loop's few microseconds per
+head; measured in docs/model.md (4-10x faster without gradients, equal or faster with them).
 """
 
 from __future__ import annotations
@@ -19,50 +27,144 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["HeadBank", "HeadState", "segments", "sort_by_head"]
+from hydralm.errors import ArtifactError
+from hydralm.model.config import HeadConfig, HeadDtype
+
+__all__ = ["AnyHeadState", "HeadBank", "HeadState", "LowRankHeadState", "check_head_config",
+           "head_state_class", "segments", "sort_by_head"]
 
 HeadMode = Literal["bmm", "segment"]
-_PARAM_NAMES = ("w1", "b1", "w2", "b2")
+
+
+class _HeadTensors:
+    """What both head forms share: named tensors checked against the form's shapes."""
+
+    form: ClassVar[str]
+    names: ClassVar[tuple[str, ...]]
+    dtype: HeadDtype
+
+    @staticmethod
+    def shapes(dim: int, rank: int) -> dict[str, tuple[int, ...]]:
+        raise NotImplementedError
+
+    def _check_shapes(self, dim: int, rank: int) -> None:
+        want = self.shapes(dim, rank)
+        got = {name: tuple(getattr(self, name).shape) for name in self.names}
+        if dim < 1 or rank < 1 or got != want:
+            raise ValueError(f"{self.form} head tensors must have shapes {want} for d={dim}"
+                             f"{f', r={rank}' if self.form == 'lowrank' else ''}, got {got}")
+
+    @property
+    def rank(self) -> int | None:
+        return None
+
+    @property
+    def shape_key(self) -> tuple[str, int | None]:
+        """(form, rank or None): what must agree for heads to stack (see HeadConfig.shape_key)."""
+        return (self.form, self.rank)
+
+    @property
+    def config(self) -> HeadConfig:
+        """The head's form, rank and storage dtype as a HeadConfig."""
+        return HeadConfig(form=self.form, rank=self.rank or 8, dtype=self.dtype)
+
+    def tensors(self) -> dict[str, Tensor]:
+        """The tensors by name (contiguous, CPU float32): what a head file stores, before the
+        storage dtype is applied."""
+        return {n: getattr(self, n).detach().to("cpu", torch.float32).contiguous()
+                for n in self.names}
+
+    @classmethod
+    def from_tensors(cls, tensors: Mapping[str, Tensor], dtype: HeadDtype = "float32"):
+        missing = [n for n in cls.names if n not in tensors]
+        extra = sorted(set(tensors) - set(cls.names))
+        if missing or extra:
+            raise ValueError(f"a {cls.form} head needs exactly {list(cls.names)}, "
+                             f"missing {missing}, unexpected {extra}")
+        return cls(**{n: tensors[n] for n in cls.names}, dtype=dtype)
 
 
 @dataclass(frozen=True)
-class HeadState:
-    """One user's head: w1 [d, d], b1 [d], w2 [d, 2], b2 [2] (inputs multiply from the left)."""
+class HeadState(_HeadTensors):
+    """One user's dense head: w1 [d, d], b1 [d], w2 [d, 2], b2 [2] (inputs multiply from the left).
+    `dtype` is how its file stores it (the tensors here are whatever was given, usually float32)."""
 
     w1: Tensor
     b1: Tensor
     w2: Tensor
     b2: Tensor
+    dtype: HeadDtype = "float32"
+    form: ClassVar[str] = "dense"
+    names: ClassVar[tuple[str, ...]] = ("w1", "b1", "w2", "b2")
+
+    @staticmethod
+    def shapes(dim: int, rank: int) -> dict[str, tuple[int, ...]]:
+        return {"w1": (dim, dim), "b1": (dim,), "w2": (dim, 2), "b2": (2,)}
 
     def __post_init__(self) -> None:
-        d = self.w1.shape[0] if self.w1.dim() == 2 else -1
-        want = {"w1": (d, d), "b1": (d,), "w2": (d, 2), "b2": (2,)}
-        got = {name: tuple(getattr(self, name).shape) for name in _PARAM_NAMES}
-        if d < 1 or got != want:
-            raise ValueError(f"head tensors must have shapes {want} for d={d}, got {got}")
+        self._check_shapes(self.w1.shape[0] if self.w1.dim() == 2 else -1, 1)
 
     @property
     def dim(self) -> int:
         return int(self.w1.shape[0])
 
-    def tensors(self) -> dict[str, Tensor]:
-        """The four tensors by name (contiguous, CPU float32): what a head file stores."""
-        return {n: getattr(self, n).detach().to("cpu", torch.float32).contiguous()
-                for n in _PARAM_NAMES}
 
-    @classmethod
-    def from_tensors(cls, tensors: Mapping[str, Tensor]) -> HeadState:
-        missing = [n for n in _PARAM_NAMES if n not in tensors]
-        extra = sorted(set(tensors) - set(_PARAM_NAMES))
-        if missing or extra:
-            raise ValueError(f"a head needs exactly {list(_PARAM_NAMES)}, "
-                             f"missing {missing}, unexpected {extra}")
-        return cls(**{n: tensors[n] for n in _PARAM_NAMES})
+@dataclass(frozen=True)
+class LowRankHeadState(_HeadTensors):
+    """One user's low-rank head: w1 = a [d, r] @ b [r, d], then b1 [d], w2 [d, 2], b2 [2]."""
+
+    a: Tensor
+    b: Tensor
+    b1: Tensor
+    w2: Tensor
+    b2: Tensor
+    dtype: HeadDtype = "float32"
+    form: ClassVar[str] = "lowrank"
+    names: ClassVar[tuple[str, ...]] = ("a", "b", "b1", "w2", "b2")
+
+    @staticmethod
+    def shapes(dim: int, rank: int) -> dict[str, tuple[int, ...]]:
+        return {"a": (dim, rank), "b": (rank, dim), "b1": (dim,), "w2": (dim, 2), "b2": (2,)}
+
+    def __post_init__(self) -> None:
+        ok = self.a.dim() == 2
+        self._check_shapes(self.a.shape[0] if ok else -1, self.a.shape[1] if ok else -1)
+
+    @property
+    def dim(self) -> int:
+        return int(self.a.shape[0])
+
+    @property
+    def rank(self) -> int:
+        return int(self.a.shape[1])
+
+
+AnyHeadState = HeadState | LowRankHeadState
+_STATE_CLASSES: dict[str, type[HeadState] | type[LowRankHeadState]] = {
+    "dense": HeadState, "lowrank": LowRankHeadState}
+
+
+def head_state_class(form: str) -> type[HeadState] | type[LowRankHeadState]:
+    """The state class of a head form ('dense' or 'lowrank')."""
+    try:
+        return _STATE_CLASSES[form]
+    except KeyError:
+        raise ValueError(f"head form must be one of {sorted(_STATE_CLASSES)}, "
+                         f"got {form!r}") from None
+
+
+def check_head_config(head: AnyHeadState, expected: HeadConfig, what: str) -> AnyHeadState:
+    """`head` when its form (and rank) is `expected`'s; otherwise an ArtifactError naming both.
+    The storage dtype may differ: every dtype loads to the same float32 computation."""
+    if head.shape_key != expected.shape_key:
+        raise ArtifactError(f"{what} is a {head.config.describe()} head, but the base expects "
+                            f"{expected.describe()} heads; refit it with the base's head form")
+    return head
 
 
 def sort_by_head(head_idx: Tensor) -> tuple[Tensor, Tensor]:
@@ -89,63 +191,80 @@ def segments(head_idx: Tensor | Sequence[int]) -> list[tuple[int, int, int]]:
 
 
 class HeadBank(nn.Module):
-    """U heads of width d, applied per row: forward(x[B, d], head_idx[B]) -> logits[B, 2]."""
+    """U heads of width d and one form, applied per row: forward(x[B, d], head_idx[B]) ->
+    logits[B, 2]. Its parameters are the form's tensors stacked over heads (dense: w1 [U, d, d],
+    b1 [U, d], w2 [U, d, 2], b2 [U, 2]; low-rank: a [U, d, r] and b [U, r, d] instead of w1), in
+    the order of `HeadState.names` / `LowRankHeadState.names`."""
 
     def __init__(self, num_heads: int, dim: int, *, dropout: float = 0.1, mode: HeadMode = "segment",
-                 generator: torch.Generator | None = None) -> None:
+                 head: HeadConfig | None = None, generator: torch.Generator | None = None) -> None:
         super().__init__()
         if num_heads < 1 or dim < 1:
             raise ValueError(f"num_heads and dim must be >= 1, got {num_heads} and {dim}")
         if mode not in ("bmm", "segment"):
             raise ValueError(f"mode must be 'segment' or 'bmm', got {mode!r}")
+        self.head = head or HeadConfig()
+        if self.head.form == "lowrank" and self.head.rank > dim:
+            raise ValueError(f"a low-rank head's rank must be at most d={dim}, "
+                             f"got {self.head.rank}")
         self.mode: HeadMode = mode
         self.dropout = nn.Dropout(dropout)
-        # Like nn.Linear: weights and biases uniform in +-1/sqrt(fan_in) (kaiming_uniform, a=sqrt(5)).
-        bound = 1.0 / math.sqrt(dim)
-
-        def uniform(*shape: int) -> nn.Parameter:
-            return nn.Parameter(torch.empty(shape).uniform_(-bound, bound, generator=generator))
-
-        self.w1 = uniform(num_heads, dim, dim)  # [U, d, d]
-        self.b1 = uniform(num_heads, dim)       # [U, d]
-        self.w2 = uniform(num_heads, dim, 2)    # [U, d, 2]
-        self.b2 = uniform(num_heads, 2)         # [U, 2]
+        self.state_class = head_state_class(self.head.form)
+        rank = self.head.rank
+        # Like nn.Linear: weights and biases uniform in +-1/sqrt(fan_in) (kaiming_uniform, a=sqrt(5));
+        # the low-rank b's fan-in is r, so x @ a @ b starts at the dense layer's scale (1/sqrt(3)).
+        fan_in = {"b": rank}
+        for name, shape in self.state_class.shapes(dim, rank).items():
+            bound = 1.0 / math.sqrt(fan_in.get(name, dim))
+            tensor = torch.empty(num_heads, *shape).uniform_(-bound, bound, generator=generator)
+            setattr(self, name, nn.Parameter(tensor))                    # [U, ...]
 
     @property
     def num_heads(self) -> int:
-        return int(self.w1.shape[0])
+        return int(self.b1.shape[0])
 
     @property
     def dim(self) -> int:
-        return int(self.w1.shape[1])
+        return int(self.b1.shape[1])
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.state_class.names
 
     @classmethod
-    def from_states(cls, states: Sequence[HeadState], *, dropout: float = 0.1,
+    def from_states(cls, states: Sequence[AnyHeadState], *, dropout: float = 0.1,
                     mode: HeadMode = "segment") -> HeadBank:
-        """A bank holding `states` in order (head i is states[i]), stacked without a random init."""
+        """A bank holding `states` in order (head i is states[i]), stacked without a random init
+        of more than one head. All states need one form (and rank) and one d."""
         if not states:
             raise ValueError("from_states needs at least one head, got none")
         dims = sorted({s.dim for s in states})
-        if len(dims) > 1:
-            raise ValueError(f"all heads of a bank need the same d, got {dims}")
-        bank = cls(1, dims[0], dropout=dropout, mode=mode)
-        for name in _PARAM_NAMES:
+        forms = sorted({s.shape_key for s in states}, key=str)
+        if len(dims) > 1 or len(forms) > 1:
+            raise ValueError(f"all heads of a bank need the same d and form, got d {dims} and "
+                             f"(form, rank) {forms}")
+        bank = cls(1, dims[0], dropout=dropout, mode=mode, head=states[0].config)
+        for name in bank.names:
             stacked = torch.stack([getattr(s, name).detach() for s in states]).float()
             setattr(bank, name, nn.Parameter(stacked))       # [U, ...]
         return bank
 
-    def extract(self, i: int) -> HeadState:
-        """A detached copy of head i."""
+    def extract(self, i: int) -> AnyHeadState:
+        """A detached copy of head i (stored with the bank's storage dtype when saved)."""
         self._check_index(i)
-        return HeadState(**{n: getattr(self, n)[i].detach().clone() for n in _PARAM_NAMES})
+        return self.state_class(**{n: getattr(self, n)[i].detach().clone() for n in self.names},
+                                dtype=self.head.dtype)
 
     @torch.no_grad()
-    def load(self, i: int, state: HeadState) -> None:
-        """Overwrite head i with `state` (same d)."""
+    def load(self, i: int, state: AnyHeadState) -> None:
+        """Overwrite head i with `state` (same d and form)."""
         self._check_index(i)
         if state.dim != self.dim:
             raise ValueError(f"head {i}: bank has d={self.dim}, state has d={state.dim}")
-        for name in _PARAM_NAMES:
+        if state.shape_key != self.head.shape_key:
+            raise ValueError(f"head {i}: bank holds {self.head.describe()} heads, state is "
+                             f"{state.config.describe()}")
+        for name in self.names:
             getattr(self, name)[i].copy_(getattr(state, name))
 
     def _check_index(self, i: int) -> None:
@@ -179,22 +298,30 @@ class HeadBank(nn.Module):
         pos = torch.arange(xs.shape[0], device=xs.device) - starts[group]          # [B]
         padded = xs.new_zeros(g, longest, self.dim)                                # [G, L, d]
         padded[group, pos] = self.dropout(xs)
-        hidden = torch.tanh(torch.bmm(padded, self.w1[heads]) + self.b1[heads][:, None, :])
+        if self.head.form == "lowrank":                                            # [G, L, r]
+            pre = torch.bmm(torch.bmm(padded, self.a[heads]), self.b[heads])       # [G, L, d]
+        else:
+            pre = torch.bmm(padded, self.w1[heads])                                # [G, L, d]
+        hidden = torch.tanh(pre + self.b1[heads][:, None, :])
         logits = torch.bmm(self.dropout(hidden), self.w2[heads])                   # [G, L, 2]
         logits = logits + self.b2[heads][:, None, :]
         return logits[group, pos]                                                  # [B, 2]
 
     def _apply_segments(self, xs: Tensor, sorted_heads: Tensor) -> Tensor:
-        params = (self.w1, self.b1, self.w2, self.b2)
+        params = {name: getattr(self, name) for name in self.names}
         if torch.is_grad_enabled():
             # Views from one unbind get their gradients stacked once in backward; indexing the
             # parameter per segment would build a full [U, ...] gradient per segment instead.
-            w1, b1, w2, b2 = (p.unbind(0) for p in params)
-        else:
-            w1, b1, w2, b2 = params
+            params = {name: p.unbind(0) for name, p in params.items()}
+        lowrank = self.head.form == "lowrank"
+        b1, w2, b2 = params["b1"], params["w2"], params["b2"]
         parts = []
         for head, start, end in segments(sorted_heads):
             rows = self.dropout(xs[start:end])                                   # [n, d]
-            hidden = torch.tanh(rows @ w1[head] + b1[head])                      # [n, d]
+            if lowrank:
+                pre = (rows @ params["a"][head]) @ params["b"][head]             # [n, r] -> [n, d]
+            else:
+                pre = rows @ params["w1"][head]                                  # [n, d]
+            hidden = torch.tanh(pre + b1[head])                                  # [n, d]
             parts.append(self.dropout(hidden) @ w2[head] + b2[head])             # [n, 2]
         return torch.cat(parts)                                                  # [B, 2]

@@ -48,7 +48,8 @@ class HydraModel(nn.Module):
     def from_config(cls, config: ModelConfig, num_heads: int,
                     generator: torch.Generator | None = None) -> HydraModel:
         base = BaseEncoder.from_config(config)
-        return cls(base, HeadBank(num_heads, base.dim, dropout=config.dropout, generator=generator))
+        return cls(base, HeadBank(num_heads, base.dim, dropout=config.dropout, head=config.head,
+                                  generator=generator))
 
     def forward(self, batch: Mapping[str, Tensor], head_idx: Tensor) -> Tensor:
         pooled = self.base(**batch)            # [B, d]: one base pass for every user in the batch

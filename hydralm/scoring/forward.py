@@ -9,9 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
-from hydralm.model import BaseEncoder, HeadBank, HeadState
+from hydralm.model import AnyHeadState, BaseEncoder, HeadBank
 
 __all__ = ["ForwardJob", "distinct_heads", "score_jobs", "temporary_bank"]
 
@@ -22,14 +21,14 @@ class ForwardJob:
 
     firsts: Sequence[str]
     seconds: Sequence[str]
-    head: HeadState
+    head: AnyHeadState
 
 
-def distinct_heads(jobs: Sequence[ForwardJob]) -> tuple[list[HeadState], list[int]]:
+def distinct_heads(jobs: Sequence[ForwardJob]) -> tuple[list[AnyHeadState], list[int]]:
     """The distinct heads of the jobs (by identity: every user on the global head shares one slot)
     and, per job, its head's slot."""
     slots: dict[int, int] = {}
-    heads: list[HeadState] = []
+    heads: list[AnyHeadState] = []
     job_slots = []
     for job in jobs:
         key = id(job.head)
@@ -40,14 +39,10 @@ def distinct_heads(jobs: Sequence[ForwardJob]) -> tuple[list[HeadState], list[in
     return heads, job_slots
 
 
-def temporary_bank(heads: Sequence[HeadState], device: str | torch.device) -> HeadBank:
-    """An eval-mode bank of exactly `heads`, stacked (HeadBank.from_states would first fill a
-    random bank and then copy over it: ~2 ms per 384-d head, a tenth of a typical pass here)."""
-    bank = HeadBank(1, heads[0].dim, dropout=0.0)
-    for name, stacked in (("w1", [h.w1 for h in heads]), ("b1", [h.b1 for h in heads]),
-                          ("w2", [h.w2 for h in heads]), ("b2", [h.b2 for h in heads])):
-        setattr(bank, name, nn.Parameter(torch.stack(stacked).to(device), requires_grad=False))
-    return bank.eval()                                  # w1 [G, d, d], b1 [G, d], w2 [G, d, 2]
+def temporary_bank(heads: Sequence[AnyHeadState], device: str | torch.device) -> HeadBank:
+    """An eval-mode bank of exactly `heads` (one form: dense or low-rank), stacked once."""
+    bank = HeadBank.from_states(heads, dropout=0.0).to(device)
+    return bank.requires_grad_(False).eval()     # dense: w1 [G, d, d], b1 [G, d], w2 [G, d, 2]
 
 
 @torch.inference_mode()

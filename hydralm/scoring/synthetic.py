@@ -8,23 +8,25 @@ from collections.abc import Mapping, Sequence
 import torch
 
 from hydralm.artifacts import Registry
-from hydralm.model import BaseEncoder, HeadBank, HeadState, ModelConfig
+from hydralm.model import AnyHeadState, BaseEncoder, HeadBank, HeadConfig, ModelConfig
 from hydralm.scoring.bundle import publish_bundle
 from hydralm.scoring.types import MODEL_KINDS
 
 __all__ = ["publish_random_registry", "random_heads"]
 
 
-def random_heads(count: int, dim: int, *, seed: int = 0, scale: float = 4.0) -> list[HeadState]:
-    """`count` heads drawn like a fresh HeadBank, times `scale` (so users' scores differ
-    visibly instead of all sitting near 0.5)."""
+def random_heads(count: int, dim: int, *, seed: int = 0, scale: float = 4.0,
+                 head: HeadConfig | None = None) -> list[AnyHeadState]:
+    """`count` heads of form `head` (default dense float32) drawn like a fresh HeadBank, times
+    `scale` (so users' scores differ visibly instead of all sitting near 0.5; a low-rank head's
+    `b` factor is left unscaled, so its w1 = a @ b is scaled once)."""
     generator = torch.Generator().manual_seed(seed)
-    bank = HeadBank(count, dim, generator=generator)
+    bank = HeadBank(count, dim, generator=generator, head=head)
     heads = []
     for i in range(count):
-        head = bank.extract(i)
-        heads.append(HeadState(head.w1 * scale, head.b1 * scale, head.w2 * scale,
-                               head.b2 * scale))
+        state = bank.extract(i)
+        tensors = {n: t * (1.0 if n == "b" else scale) for n, t in state.tensors().items()}
+        heads.append(type(state).from_tensors(tensors, state.dtype))
     return heads
 
 
@@ -34,7 +36,8 @@ def publish_random_registry(registry: Registry, users: Sequence[str], *,
                             kinds: Sequence[str] = MODEL_KINDS, seed: int = 0,
                             with_global: bool = True) -> str:
     """Publish a base bundle (one encoder per kind, by default `config`'s encoder untrained) and a
-    random head per user and kind (plus a global head); returns the base version."""
+    random head of `config.head`'s form per user and kind (plus a global head); returns the base
+    version."""
     config = config or ModelConfig()
     if encoders is None:
         encoder = BaseEncoder.from_config(config)
@@ -42,7 +45,7 @@ def publish_random_registry(registry: Registry, users: Sequence[str], *,
     version = publish_bundle(registry, {kind: (encoders[kind], config) for kind in kinds})
     for k, kind in enumerate(kinds):
         dim = encoders[kind].dim
-        heads = random_heads(len(users) + 1, dim, seed=seed * 1000 + k)
+        heads = random_heads(len(users) + 1, dim, seed=seed * 1000 + k, head=config.head)
         if users:
             registry.save_heads(kind, dict(zip(users, heads, strict=False)), version)
         if with_global:
