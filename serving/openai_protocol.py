@@ -93,8 +93,8 @@ FIELDS: dict[str, FieldPolicy] = {
     "stop": FieldPolicy("applied", "sent to the generator (up to 4)"),
     "store": FieldPolicy("ignored", "nothing is stored"),
     "stream": FieldPolicy("applied", "server-sent events; the answer streams once chosen"),
-    "stream_options": FieldPolicy("applied", "`include_usage` applied; `include_obfuscation` "
-                                             "ignored"),
+    "stream_options": FieldPolicy("applied", "`include_usage` applied when streaming; "
+                                             "`include_obfuscation` ignored"),
     "suffix": FieldPolicy("refused", "refused when not empty: no insertion"),
     "temperature": FieldPolicy("applied", "the one sample's of single-answer methods (default "
                                           "0); adapter methods keep `candidate_temperature`"),
@@ -206,9 +206,6 @@ class _OpenAIRequest(_Request):
         self._stops()
         if self.logit_bias:
             _refuse("logit_bias")
-        if self.stream_options is not None and not self.stream:
-            raise InvalidRequest("stream_options: only with stream: true",
-                                 param="stream_options")
 
 
 def _refuse(name: str) -> None:
