@@ -14,12 +14,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from hydralm.model.config import HeadConfig, ModelConfig, default_encoder_path
-from hydralm.model.fit import (
-    HeadAdamW,
-    HeadFitConfig,
-    fit_heads_on_embeddings,
-    fit_heads_reencode,
-)
+from hydralm.model.fit import HeadFitConfig, fit_heads_on_embeddings, fit_heads_reencode
 from hydralm.model.heads import (
     AnyHeadState,
     HeadBank,
@@ -38,7 +33,6 @@ if TYPE_CHECKING:
 __all__ = [
     "AnyHeadState",
     "BaseEncoder",
-    "HeadAdamW",
     "HeadBank",
     "HeadConfig",
     "HeadFitConfig",

@@ -1,9 +1,17 @@
 """Fitting per-user heads with the base frozen: every user's head trained at once, as if alone.
 
 All users advance in lockstep: at each step every user with rows left contributes its next
-mini-batch of its own rows, the loss is the sum of the per-user mean losses, and `HeadAdamW` moves
-only the heads that had rows (each with its own step count). Heads do not share parameters, so a
-user's head follows the same trajectory it would fitting alone (up to the random order of its rows).
+mini-batch of its own rows, the loss is the sum of the per-user mean losses, and AdamW moves only
+the heads that had rows (each with its own step count). Heads do not share parameters, so a user's
+head follows the same trajectory it would fitting alone (up to the random order of its rows).
+
+How that is made cheap (benchmarks/fit_heads.py; the profile is in docs/training.md): users are
+grouped by how many steps an epoch gives them (ceil(rows / batch_size)), and each group's heads
+are stacked tensors [G, ...] of their own. At step s exactly the groups with more than s steps are
+active, whole, so a step is one padded batch [G, batch_size, d] per active group through one
+batched matmul (`torch.baddbmm`) and one fused AdamW over the groups' tensors, with no per-user
+Python and no gather or scatter of head weights: every head in a group has the same step count,
+and a group without rows in a step has no gradient, which AdamW skips (no decay, no momentum).
 
 Two ways to feed the heads (`fit_heads_on_embeddings` and `fit_heads_reencode`) share one loop:
 - cached: the frozen base embeds every pair once; epochs reuse the vectors. This is what makes
@@ -17,20 +25,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
-import torch.nn.functional as F
 from pydantic import Field
-from torch import Tensor
+from torch import Tensor, nn
 
 from hydralm.config import StrictModel
-from hydralm.model.heads import HeadBank, HeadState
+from hydralm.model.config import HeadConfig
+from hydralm.model.heads import AnyHeadState, HeadBank
 
 if TYPE_CHECKING:
     from hydralm.model.encoder import BaseEncoder
 
-__all__ = ["HeadAdamW", "HeadFitConfig", "fit_heads_on_embeddings", "fit_heads_reencode"]
+__all__ = ["HeadFitConfig", "fit_heads_on_embeddings", "fit_heads_reencode"]
 
 log = logging.getLogger(__name__)
 
@@ -48,42 +57,23 @@ class HeadFitConfig(StrictModel):
     seed: int = Field(default=0, ge=0, description="Seeds the head init, row order and dropout.")
 
 
-class HeadAdamW:
-    """AdamW over a HeadBank where each head has its own step count and only active heads move.
+@dataclass
+class _Chunk:
+    """Up to `_CHUNK_HEADS` heads with the same steps per epoch, fitted as one stacked batch: their
+    bank indices, stacked tensors (each its own leaf, so AdamW keeps one state per chunk), gradient
+    buffers written in place every step, and the AdamW that moves them."""
 
-    Same update as torch.optim.AdamW (decoupled decay, bias correction, eps outside the sqrt), but a
-    head without rows in a step is left exactly as it is: no decay, no stale momentum.
-    """
+    heads: Tensor                       # [G] bank indices
+    steps: int                          # steps per epoch of every head here
+    params: dict[str, nn.Parameter]     # name -> [G, ...], in the bank's names order
+    grads: dict[str, Tensor]            # name -> [G, ...], reused every step
+    opt: torch.optim.Optimizer
 
-    def __init__(self, bank: HeadBank, *, lr: float, weight_decay: float,
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
-        self.params = [bank.w1, bank.b1, bank.w2, bank.b2]
-        self.lr, self.weight_decay, self.betas, self.eps = lr, weight_decay, betas, eps
-        self.steps = torch.zeros(bank.num_heads)                     # [U]
-        self.m = [torch.zeros_like(p) for p in self.params]
-        self.v = [torch.zeros_like(p) for p in self.params]
 
-    def zero_grad(self) -> None:
-        for p in self.params:
-            p.grad = None
-
-    @torch.no_grad()
-    def step(self, active: Tensor) -> None:
-        """Update the heads in `active` (1-D long, distinct) from their gradients."""
-        beta1, beta2 = self.betas
-        self.steps[active] += 1
-        t = self.steps[active]                                       # [A]
-        step_size = self.lr / (1 - beta1 ** t)                       # [A]
-        bc2_sqrt = torch.sqrt(1 - beta2 ** t)                        # [A]
-        for p, m, v in zip(self.params, self.m, self.v, strict=True):
-            shape = (-1,) + (1,) * (p.dim() - 1)                     # broadcast [A] over a head
-            g = p.grad[active]
-            m_a = m[active].mul_(beta1).add_(g, alpha=1 - beta1)
-            v_a = v[active].mul_(beta2).addcmul_(g, g, value=1 - beta2)
-            m[active], v[active] = m_a, v_a
-            denom = v_a.sqrt() / bc2_sqrt.view(shape) + self.eps
-            p_a = p[active] * (1 - self.lr * self.weight_decay)
-            p[active] = p_a - step_size.view(shape) * m_a / denom
+# Heads per chunk: a chunk's tensors (weights, gradients, two AdamW moments: 4 * 590 KB per dense
+# 384-d head) stay in the CPU's cache between its forward, backward and update; the loop costs
+# ~0.1 ms of Python per chunk and step (docs/training.md).
+_CHUNK_HEADS = 32
 
 
 def _resolve(config: HeadFitConfig | None, overrides: dict[str, Any]) -> HeadFitConfig:
@@ -103,76 +93,161 @@ def _check_rows(n: int, head_idx: Tensor, labels: Tensor, num_heads: int) -> Non
         raise ValueError(f"labels must be 0 or 1, got {bad[0].item()!r}")
 
 
-def _epoch_plan(head_idx: Tensor, batch_size: int, gen: torch.Generator) -> list[Tensor]:
-    """Row ids per step: step s holds each user's s-th mini-batch of a fresh shuffle of its rows."""
+def _initial_bank(num_heads: int, dim: int, cfg: HeadFitConfig, init: AnyHeadState | None,
+                  head: HeadConfig | None, gen: torch.Generator) -> HeadBank:
+    """Every head a copy of `init` (no random draw to overwrite), or random of form `head`."""
+    if init is None:
+        return HeadBank(num_heads, dim, dropout=cfg.dropout, head=head, generator=gen)
+    if head is not None and head.shape_key != init.config.shape_key:
+        raise ValueError(f"init is a {init.config.describe()} head, but head asks for "
+                         f"{head.describe()} heads")
+    if init.dim != dim:
+        raise ValueError(f"init has d={init.dim}, the rows have d={dim}")
+    return HeadBank.from_states([init] * num_heads, dropout=cfg.dropout)
+
+
+def _chunks(bank: HeadBank, rows_per_head: Tensor, cfg: HeadFitConfig) -> list[_Chunk]:
+    """The heads with rows, by steps per epoch (most first), in chunks copied out of the bank."""
+    steps = (rows_per_head + cfg.batch_size - 1) // cfg.batch_size            # [U]
+    chunks = []
+    for count in sorted(set(steps.tolist()) - {0}, reverse=True):
+        for heads in torch.nonzero(steps == count).flatten().split(_CHUNK_HEADS):  # [G]
+            params = {name: nn.Parameter(getattr(bank, name).detach()[heads])   # a copy
+                      for name in bank.names}
+            grads = {name: torch.empty_like(p) for name, p in params.items()}
+            opt = torch.optim.AdamW(params.values(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                    fused=True)
+            chunks.append(_Chunk(heads, int(count), params, grads, opt))
+    return chunks
+
+
+def _epoch_plan(head_idx: Tensor, num_heads: int, width: int, gen: torch.Generator) -> Tensor:
+    """Row ids [U, width] of one epoch: row u holds head u's rows in a fresh random order, then -1
+    (padding); step s of the epoch takes columns [s * batch_size, (s + 1) * batch_size)."""
     n = head_idx.numel()
-    if n == 0:
-        return []
     shuffled = torch.randperm(n, generator=gen)                               # [N] random order
     order = shuffled[torch.argsort(head_idx[shuffled], stable=True)]          # grouped by head
-    counts = torch.bincount(head_idx[order])
+    counts = torch.bincount(head_idx[order], minlength=num_heads)
     starts = torch.cumsum(counts, 0) - counts
-    position = torch.arange(n) - starts[head_idx[order]]                      # rank within user
-    step = position // batch_size
-    by_step = order[torch.argsort(step, stable=True)]                         # still by head
-    return list(torch.split(by_step, torch.bincount(step).tolist()))
+    position = torch.arange(n) - starts[head_idx[order]]                      # rank within head
+    plan = torch.full((num_heads, width), -1, dtype=torch.long)
+    plan[head_idx[order], position] = order
+    return plan
+
+
+def _keep(shape: tuple[int, ...], p: float, gen: torch.Generator) -> Tensor | None:
+    """A dropout mask scaled by 1/(1-p) (None when p is 0)."""
+    if p == 0.0:
+        return None
+    return torch.rand(shape, generator=gen).ge_(p).mul_(1.0 / (1.0 - p))      # in place: 0 or scale
+
+
+@torch.no_grad()
+def _chunk_step(chunk: _Chunk, x: Tensor, targets: Tensor, weight: Tensor, p: float,
+                gen: torch.Generator) -> float:
+    """One training step of a chunk's heads, gradients by hand (into the chunk's buffers) and
+    AdamW; x [G, L, d], targets [G, L] (0/1), weight [G, L] (1/rows for a real row, 0 for padding).
+    Returns the chunk's summed per-user mean loss."""
+    w, g = chunk.params, chunk.grads
+    keep_in, keep_hidden = _keep(x.shape, p, gen), _keep(x.shape, p, gen)
+    xd = x if keep_in is None else x * keep_in                                # [G, L, d]
+    lowrank = "a" in w
+    if lowrank:                                                               # w1 = a @ b
+        z = torch.bmm(xd, w["a"])                                             # [G, L, r]
+        hidden = torch.baddbmm(w["b1"].unsqueeze(1), z, w["b"]).tanh_()       # [G, L, d]
+    else:
+        hidden = torch.baddbmm(w["b1"].unsqueeze(1), xd, w["w1"]).tanh_()     # [G, L, d]
+    hd = hidden if keep_hidden is None else hidden * keep_hidden
+    logits = torch.baddbmm(w["b2"].unsqueeze(1), hd, w["w2"])                # [G, L, 2]
+    logp = torch.log_softmax(logits, dim=-1)
+    picked = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)               # [G, L]
+    loss = -(picked * weight).sum()
+    # d loss / d logits = (softmax - onehot) * weight
+    dlogits = logp.exp_()
+    dlogits.scatter_add_(-1, targets.unsqueeze(-1), -torch.ones_like(logits[..., :1]))
+    dlogits.mul_(weight.unsqueeze(-1))                                        # [G, L, 2]
+    torch.bmm(hd.transpose(1, 2), dlogits, out=g["w2"])                       # [G, d, 2]
+    torch.sum(dlogits, 1, out=g["b2"])                                        # [G, 2]
+    dpre = torch.bmm(dlogits, w["w2"].transpose(1, 2))                        # [G, L, d]
+    if keep_hidden is not None:
+        dpre.mul_(keep_hidden)
+    dpre.mul_(1.0 - hidden * hidden)                                          # through tanh
+    torch.sum(dpre, 1, out=g["b1"])                                           # [G, d]
+    if lowrank:
+        torch.bmm(z.transpose(1, 2), dpre, out=g["b"])                        # [G, r, d]
+        torch.bmm(xd.transpose(1, 2), torch.bmm(dpre, w["b"].transpose(1, 2)),
+                  out=g["a"])                                                 # [G, d, r]
+    else:
+        torch.bmm(xd.transpose(1, 2), dpre, out=g["w1"])                      # [G, d, d]
+    for name, param in w.items():
+        param.grad = g[name]
+    chunk.opt.step()
+    return float(loss)
 
 
 def _fit(features: Callable[[Tensor], Tensor], n: int, dim: int, head_idx: Tensor, labels: Tensor,
-         num_heads: int, cfg: HeadFitConfig, init: HeadState | None) -> HeadBank:
+         num_heads: int, cfg: HeadFitConfig, init: AnyHeadState | None,
+         head: HeadConfig | None) -> HeadBank:
     """The shared loop: `features(rows)` gives the [len(rows), d] inputs of those rows."""
     head_idx, labels = head_idx.long().cpu(), labels.long().cpu()
     _check_rows(n, head_idx, labels, num_heads)
     gen = torch.Generator().manual_seed(cfg.seed)
-    bank = HeadBank(num_heads, dim, dropout=cfg.dropout, generator=gen)
-    if init is not None:
-        for i in range(num_heads):
-            bank.load(i, init)
-    opt = HeadAdamW(bank, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    rows_per_head = torch.bincount(head_idx, minlength=num_heads)             # [U]
-    bank.train()
-    with torch.random.fork_rng(devices=[]):   # dropout draws from the global RNG: seed it, locally
-        torch.manual_seed(cfg.seed)
-        for epoch in range(cfg.epochs):
-            total = 0.0
-            for step, rows in enumerate(_epoch_plan(head_idx, cfg.batch_size, gen)):
-                heads = head_idx[rows]                                        # [R]
-                per_row = F.cross_entropy(bank(features(rows), heads), labels[rows],
-                                          reduction="none")                   # [R]
-                in_batch = (rows_per_head[heads] - step * cfg.batch_size).clamp(max=cfg.batch_size)
-                loss = (per_row / in_batch).sum()     # sum over users of each user's mean loss
-                opt.zero_grad()
-                loss.backward()
-                opt.step(torch.unique(heads))
-                total += float(loss.detach())
-            log.debug("head fitting epoch %d/%d: summed user loss %.4f", epoch + 1, cfg.epochs,
-                      total)
-    bank.eval()
-    return bank
+    bank = _initial_bank(num_heads, dim, cfg, init, head, gen)
+    chunks = _chunks(bank, torch.bincount(head_idx, minlength=num_heads), cfg)
+    if not chunks:
+        return bank.eval()
+    bs, most = cfg.batch_size, chunks[0].steps
+    for epoch in range(cfg.epochs):
+        plan = _epoch_plan(head_idx, num_heads, most * bs, gen)               # [U, width]
+        total = 0.0
+        for step in range(most):
+            active = [c for c in chunks if c.steps > step]
+            ids = plan[torch.cat([c.heads for c in active]), step * bs:(step + 1) * bs]  # [A, L]
+            valid = ids >= 0
+            x = torch.zeros(*ids.shape, dim)                                  # [A, L, d]
+            x[valid] = features(ids[valid])          # one call per step: one encoder batch
+            weight = valid / valid.sum(1, keepdim=True)                       # 1/rows per row
+            targets = labels[ids.clamp(min=0)]                                # [A, L]
+            start = 0
+            for c in active:
+                end = start + c.heads.numel()
+                total += _chunk_step(c, x[start:end], targets[start:end], weight[start:end],
+                                     cfg.dropout, gen)
+                start = end
+        log.debug("head fitting epoch %d/%d: summed user loss %.4f", epoch + 1, cfg.epochs,
+                  total)
+    with torch.no_grad():
+        for c in chunks:
+            for name, param in c.params.items():
+                getattr(bank, name)[c.heads] = param
+    return bank.eval()
 
 
 def fit_heads_on_embeddings(embeddings: Tensor, head_idx: Tensor, labels: Tensor, num_heads: int,
-                            config: HeadFitConfig | None = None, *, init: HeadState | None = None,
+                            config: HeadFitConfig | None = None, *,
+                            init: AnyHeadState | None = None, head: HeadConfig | None = None,
                             **overrides: Any) -> HeadBank:
     """Fit `num_heads` heads on precomputed base vectors embeddings [N, d] (the cached path).
 
     Row i belongs to head head_idx[i] with label labels[i] (0/1). Settings come from `config`,
     then keyword `overrides` (epochs=..., lr=..., batch_size=..., weight_decay=..., dropout=...,
-    seed=...). `init` starts every head from one state (e.g. the global head) instead of random.
-    Heads without rows keep their initial values. Deterministic for a given seed.
+    seed=...). `init` starts every head from one state (e.g. the global head) instead of random;
+    `head` is the heads' form (default: `init`'s, else dense). Heads without rows keep their initial
+    values. Deterministic for a given seed.
     """
     cfg = _resolve(config, overrides)
     if embeddings.dim() != 2:
         raise ValueError(f"embeddings must be [N, d], got shape {tuple(embeddings.shape)}")
     x = embeddings.detach().float().cpu()
     return _fit(lambda rows: x[rows], x.shape[0], x.shape[1], head_idx, labels, num_heads, cfg,
-                init)
+                init, head)
 
 
 def fit_heads_reencode(base: BaseEncoder, firsts: Sequence[str], seconds: Sequence[str],
                        head_idx: Tensor, labels: Tensor, num_heads: int,
-                       config: HeadFitConfig | None = None, *, init: HeadState | None = None,
-                       encode_batch_size: int = 64, **overrides: Any) -> HeadBank:
+                       config: HeadFitConfig | None = None, *, init: AnyHeadState | None = None,
+                       head: HeadConfig | None = None, encode_batch_size: int = 64,
+                       **overrides: Any) -> HeadBank:
     """Like `fit_heads_on_embeddings`, but the frozen base re-encodes each step's pairs."""
     cfg = _resolve(config, overrides)
     if len(firsts) != len(seconds):
@@ -185,4 +260,4 @@ def fit_heads_reencode(base: BaseEncoder, firsts: Sequence[str], seconds: Sequen
                              batch_size=encode_batch_size)
         return vectors.float().cpu()
 
-    return _fit(features, len(firsts), base.dim, head_idx, labels, num_heads, cfg, init)
+    return _fit(features, len(firsts), base.dim, head_idx, labels, num_heads, cfg, init, head)
