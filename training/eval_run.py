@@ -6,6 +6,7 @@ for seed in cfg.seeds:
     job = cfg.job(seed)                      users drawn by seed, own work dir, shared cache
     labels -> train -> fit-users             training users: bases + heads; test users: heads
                                              fitted on their own history only
+    guard threshold <- training users' held-out queries (never test users), unless configured
     run_queries(Personalizer(...))           every method on the test users' queries
 bootstrap over queries, averaged over seeds  -> quality_<dataset>_<task>.{json,md,png}
 ```
@@ -28,6 +29,7 @@ from hydralm.data import Dataset
 from hydralm.data.fs import join_uri
 from hydralm.evaluation import (
     HISTORY_KNN,
+    CalibrationRow,
     EvalConfig,
     EvalQuery,
     MemoryHistory,
@@ -36,6 +38,8 @@ from hydralm.evaluation import (
     bootstrap,
     bootstrap_difference,
     build_result,
+    choose_guard,
+    fallback_rates,
     markdown_table,
     needs_scorer,
     oracle_name,
@@ -47,6 +51,7 @@ from hydralm.evaluation import (
 from hydralm.generator import GeneratorClient
 from hydralm.jobconfig import JobConfig
 from hydralm.pipeline import Personalizer
+from hydralm.pipeline.selection import SelectionGuard
 from hydralm.scoring import LocalPairScorer
 from hydralm.tasks import get_task
 from training.eval_train import train_seed
@@ -83,6 +88,49 @@ def _test_queries(dataset: Dataset, users: tuple[str, ...],
     return queries, histories
 
 
+def _held_out_train_queries(dataset: Dataset, users: tuple[str, ...], labelled: int | None,
+                            per_user: int | None) -> tuple[list[EvalQuery], dict]:
+    """Training users' queries that their labels did not use (those beyond `labelled`)."""
+    queries, histories = [], {}
+    if labelled is None:
+        return queries, histories           # every query was labelled: nothing is held out
+    for user in users:
+        held_out = [r for r in dataset.queries(user)[labelled:] if r.gold is not None]
+        if held_out:
+            histories[user] = dataset.profile(user)
+            queries += [EvalQuery(user, r.id, r.input, r.gold) for r in held_out[:per_user]]
+    return queries, histories
+
+
+async def _choose_guard(cfg: EvalConfig, personalizer: Personalizer, dataset: Dataset,
+                        train_users: tuple[str, ...], labelled: int | None,
+                        progress: bool) -> dict[str, Any]:
+    """Set `personalizer.guard` from the config, or choose its threshold on the training users'
+    held-out queries; returns what was chosen and from what."""
+    rule = cfg.guard.rule
+    if cfg.guard.min_spread is not None or not any(
+            m in cfg.methods for m in ("hydra", "hydra_adapter")):
+        personalizer.guard = SelectionGuard(cfg.guard.min_spread or 0.0, rule)
+        return {"min_spread": personalizer.guard.min_spread, "chosen_on": "config"}
+    queries, histories = _held_out_train_queries(dataset, train_users, labelled,
+                                                 cfg.max_queries_per_user)
+    if not queries:
+        personalizer.guard = SelectionGuard(0.0, rule)
+        return {"min_spread": 0.0, "chosen_on": "off: no training query is held out "
+                                               "(labels.max_queries_per_user unset)"}
+    test_history = personalizer.history
+    personalizer.history = MemoryHistory(histories)
+    try:
+        outcomes = await run_queries(personalizer, queries, ["hydra"], concurrency=cfg.concurrency,
+                                     progress=progress, desc="guard calibration")
+    finally:
+        personalizer.history = test_history
+    choice = choose_guard(personalizer.task, [
+        CalibrationRow(o.candidates, o.adapter_scores, o.gold) for o in outcomes], rule=rule)
+    personalizer.guard = SelectionGuard(choice.min_spread, rule)
+    return {**choice.to_dict(), "chosen_on": "training users' held-out queries"}
+
+
 def _scorer(job: JobConfig, methods: list[str]) -> LocalPairScorer | None:
     """The trained models in this process, when a HYDRA method is evaluated."""
     if not any(needs_scorer(m) for m in methods):
@@ -108,8 +156,12 @@ def evaluate_seed(cfg: EvalConfig, job: JobConfig, seed: int, *, base_url: str,
         k_retrieve=labels.k_retrieve, k_prompt=labels.k_prompt,
         max_tokens=labels.answer_tokens(task.kind), sampling=labels.sampling())
 
+    guard: dict[str, Any] = {}
+
     async def run() -> list[QueryOutcome]:
         try:
+            guard.update(await _choose_guard(cfg, personalizer, dataset, split.train,
+                                             labels.max_queries_per_user, progress))
             return await run_queries(personalizer, queries, cfg.methods,
                                      knn_k=labels.k_prompt, concurrency=cfg.concurrency,
                                      progress=progress, desc=f"eval seed {seed}")
@@ -126,7 +178,8 @@ def evaluate_seed(cfg: EvalConfig, job: JobConfig, seed: int, *, base_url: str,
     stats = {"queries": len(queries), "generator_calls": client.stats.calls,
              "cache_hits": hits, "seconds": round(time.monotonic() - start, 1),
              "user_heads": _user_head_share(outcomes),
-             "selection": selection_diagnostics(task, outcomes)}
+             "selection": selection_diagnostics(task, outcomes),
+             "guard": guard, "fallbacks": fallback_rates(outcomes)}
     _write_predictions(join_uri(job.paths.work_dir, "eval", "predictions.jsonl"), outcomes)
     log.info("seed %d: %s", seed, stats)
     return SeedRun(seed, {"train": len(split.train), "test": len(split.test)}, outcomes, stats)
@@ -173,10 +226,13 @@ def summarize(cfg: EvalConfig, runs: list[SeedRun], *, generator: str,
         difference = bootstrap_difference(scores[better], scores[worse], task.primary_metric,
                                           **options)
     pooled = [o for run in runs for o in run.outcomes]
+    selection = {**selection_diagnostics(task, pooled),
+                 "fallback_rate": fallback_rates(pooled)["by_method"],
+                 "guard_min_spread": {str(r.seed): r.stats.get("guard", {}).get("min_spread")
+                                      for r in runs}}
     return build_result(dataset=cfg.dataset_name, task=task, generator=generator,
                         users=runs[0].users, seeds=[r.seed for r in runs], methods=methods,
-                        difference=difference, selection=selection_diagnostics(task, pooled),
-                        run=run_info)
+                        difference=difference, selection=selection, run=run_info)
 
 
 def write_outputs(cfg: EvalConfig, result: dict[str, Any]) -> dict[str, Path]:

@@ -12,7 +12,8 @@ from hydralm.evaluation.bootstrap import (
     resample_indices,
 )
 from hydralm.evaluation.config import BootstrapConfig, EvalConfig, EvalUsers, load_eval_config
-from hydralm.evaluation.diagnostics import selection_diagnostics
+from hydralm.evaluation.diagnostics import fallback_rates, selection_diagnostics
+from hydralm.evaluation.guard import CalibrationRow, GuardChoice, choose_guard
 from hydralm.evaluation.plot import plot_result
 from hydralm.evaluation.reference import closeness, history_knn, oracle_best
 from hydralm.evaluation.report import (
@@ -36,10 +37,12 @@ from hydralm.evaluation.scores import QueryScores
 
 __all__ = [
     "BootstrapConfig",
+    "CalibrationRow",
     "Estimate",
     "EvalConfig",
     "EvalQuery",
     "EvalUsers",
+    "GuardChoice",
     "HISTORY_KNN",
     "LLM_METHODS",
     "MemoryHistory",
@@ -50,7 +53,9 @@ __all__ = [
     "bootstrap",
     "bootstrap_difference",
     "build_result",
+    "choose_guard",
     "closeness",
+    "fallback_rates",
     "history_knn",
     "load_eval_config",
     "markdown_table",

@@ -11,7 +11,7 @@ test time, so the models are evaluated as they were trained.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -25,7 +25,7 @@ from hydralm.labels.config import LabelsConfig
 from hydralm.model.config import ModelConfig
 from hydralm.settings import home_dir
 
-__all__ = ["BootstrapConfig", "EvalConfig", "EvalUsers", "load_eval_config"]
+__all__ = ["BootstrapConfig", "EvalConfig", "EvalUsers", "GuardConfig", "load_eval_config"]
 
 
 class EvalUsers(StrictModel):
@@ -44,6 +44,19 @@ class BootstrapConfig(StrictModel):
     resamples: int = Field(1000, ge=10, le=1_000_000, description="Bootstrap replicates.")
     confidence: float = Field(0.95, gt=0.5, lt=1.0, description="Interval coverage.")
     seed: int = Field(0, ge=0, description="Seed of the resample draw: same seed, same CIs.")
+
+
+class GuardConfig(StrictModel):
+    """The guard against a collapsed adapter selection (hydralm/pipeline/selection.py)."""
+
+    min_spread: float | None = Field(
+        None, ge=0.0, le=1.0,
+        description="Adapter-score spread below which a pick counts as collapsed. None: chosen "
+                    "per seed on the training users' held-out queries (those beyond "
+                    "labels.max_queries_per_user), never on test users; 0: off.")
+    rule: Literal["consensus", "first"] = Field(
+        "consensus", description="What picks instead: the candidate the others agree with "
+                                 "most, or the first (greedy) candidate.")
 
 
 class EvalConfig(StrictModel):
@@ -67,6 +80,8 @@ class EvalConfig(StrictModel):
     concurrency: int = Field(16, ge=1, le=4096, description="Test queries in flight at once.")
     bootstrap: BootstrapConfig = Field(default_factory=BootstrapConfig,
                                        description="Confidence intervals.")
+    guard: GuardConfig = Field(default_factory=GuardConfig,
+                               description="The guard against a collapsed adapter selection.")
     generator: GeneratorConfig = Field(
         default_factory=GeneratorConfig,
         description="The black box. Its cache defaults to <work_dir>/generator-cache, shared by "

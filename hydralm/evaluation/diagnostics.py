@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from hydralm.evaluation.reference import closeness
 from hydralm.evaluation.runner import QueryOutcome
 
-__all__ = ["selection_diagnostics"]
+__all__ = ["fallback_rates", "selection_diagnostics"]
 
 
 def _majority(parsed: list[str | None]) -> str | None:
@@ -48,3 +48,16 @@ def selection_diagnostics(task, outcomes: Sequence[QueryOutcome]) -> dict[str, f
     return {"queries": n, "gold_among_candidates": gold_among / n if classification else None,
             "adapter_picks_best": adapter_best / n, "random_picks_best": chance / n,
             f"majority_vote_{task.primary_metric}": task.score(votes, golds)[task.primary_metric]}
+
+
+def fallback_rates(outcomes: Sequence[QueryOutcome]) -> dict[str, dict[str, float]]:
+    """How often the selection guard replaced the adapter's pick: per adapter method, and per
+    user (over that user's adapter-method answers)."""
+    by_method: dict[str, list[bool]] = {}
+    by_user: dict[str, list[bool]] = {}
+    for o in outcomes:
+        for method, how in o.selections.items():
+            by_method.setdefault(method, []).append(how == "fallback")
+            by_user.setdefault(o.user_id, []).append(how == "fallback")
+    return {"by_method": {m: sum(f) / len(f) for m, f in sorted(by_method.items())},
+            "by_user": {u: sum(f) / len(f) for u, f in sorted(by_user.items())}}

@@ -162,4 +162,7 @@ def markdown_table(result: Mapping[str, Any]) -> str:
         lines += ["", f"Selection over {sel['queries']} queries: the adapter picks a best "
                       f"candidate {sel['adapter_picks_best']:.1%} of the time, a random pick "
                       f"{sel['random_picks_best']:.1%} (margin {sel['margin_over_random']:+.3f})."]
+        if sel.get("fallback_rate"):
+            rates = ", ".join(f"{m} {r:.1%}" for m, r in sel["fallback_rate"].items())
+            lines[-1] += f" The selection guard replaced the adapter's pick for {rates}."
     return "\n".join(lines) + "\n"

@@ -63,7 +63,8 @@ class QueryOutcome:
     """What every method answered to one query: `answers` are parsed (None: unparseable),
     `raw` the generator's text, `candidates` the N samples HYDRA's adapter chose among and
     `adapter_scores` its scores of them, `heads` which head ("user" or "global") served each
-    model of each HYDRA method."""
+    model of each HYDRA method, `selections` how each adapter method picked ("adapter", or
+    "fallback" when the selection guard replaced a collapsed pick)."""
 
     user_id: str
     query_id: str
@@ -73,11 +74,13 @@ class QueryOutcome:
     candidates: list[str] = field(default_factory=list)
     adapter_scores: list[float] = field(default_factory=list)
     heads: dict[str, dict[str, str]] = field(default_factory=dict)
+    selections: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {"user_id": self.user_id, "query_id": self.query_id, "gold": self.gold,
                 "answers": self.answers, "raw": self.raw, "candidates": self.candidates,
-                "adapter_scores": self.adapter_scores, "heads": self.heads}
+                "adapter_scores": self.adapter_scores, "heads": self.heads,
+                "selections": self.selections}
 
 
 class MemoryHistory(HistoryStore):
@@ -111,6 +114,8 @@ async def _one_query(personalizer: Personalizer, query: EvalQuery, methods: Sequ
         outcome.answers[method] = task.parse(result.answer)
         if result.heads:
             outcome.heads[method] = dict(result.heads)
+        if result.selection:
+            outcome.selections[method] = result.selection
         if method == "hydra":
             outcome.candidates = list(result.candidates)
             outcome.adapter_scores = list(result.adapter_scores)

@@ -18,6 +18,7 @@ from hydralm.generator.protocol import SamplingOptions
 from hydralm.pipeline.candidates import CandidateSampling
 from hydralm.pipeline.interfaces import Generator, HistoryStore, PairScorer
 from hydralm.pipeline.pairs import adapter_pairs, reranker_pairs
+from hydralm.pipeline.selection import SelectionGuard, select_candidate
 from hydralm.retrieval import bm25_top_k
 
 __all__ = ["METHODS", "MethodSpec", "PersonalizeResult", "Personalizer"]
@@ -60,6 +61,7 @@ class PersonalizeResult:
     heads: dict[str, str] = field(default_factory=dict)
     timings_ms: dict[str, float] = field(default_factory=dict)
     finish_reasons: list[str] = field(default_factory=list)   # one per candidate
+    selection: str = ""          # "adapter", or "fallback" when the guard replaced its pick
     prompt_tokens: int = 0       # the generator's counts, summed over this query's calls
     completion_tokens: int = 0   # every candidate's tokens, not only the answer's
 
@@ -71,7 +73,8 @@ class Personalizer:
     def __init__(self, task, scorer: PairScorer | None, generator: Generator,
                  history: HistoryStore, *, k_retrieve: int = 10, k_prompt: int = 4,
                  n_candidates: int = 8, max_tokens: int | None = None, seed: int = 0,
-                 sampling: CandidateSampling | None = None) -> None:
+                 sampling: CandidateSampling | None = None,
+                 guard: SelectionGuard | None = None) -> None:
         if k_prompt > k_retrieve:
             raise ValueError(f"k_prompt ({k_prompt}) must not exceed k_retrieve ({k_retrieve})")
         self.task, self.scorer, self.generator, self.history = task, scorer, generator, history
@@ -82,6 +85,8 @@ class Personalizer:
         self.n_candidates = self.sampling.n
         self.max_tokens = max_tokens or (64 if task.kind == "generation" else 16)
         self.seed = seed
+        # when the adapter's scores are too close to call, a documented rule picks (off: 0)
+        self.guard = guard or SelectionGuard()
 
     async def run(self, user_id: str, query_input: str, method: str = "hydra",
                   *, n_candidates: int | None = None, temperature: float | None = None,
@@ -111,20 +116,22 @@ class Personalizer:
         timings["generate_ms"] = _ms(t)
         candidates = samples.texts
         adapter_scores: list[float] = []
-        best = 0
+        best, how = 0, ""
         if spec.selection == "adapter" and len(candidates) > 1:
             t = time.perf_counter()
             scored = await self._require_scorer().score(
                 "adapter", user_id, *adapter_pairs(prompt, candidates))
             adapter_scores, heads["adapter"] = scored.scores, scored.head
-            best = max(range(len(candidates)), key=lambda i: (adapter_scores[i], -i))
+            parse = self.task.parse if self.task.labels else None
+            picked = select_candidate(candidates, adapter_scores, self.guard, parse=parse)
+            best, how = picked.index, picked.how
             timings["adapter_ms"] = _ms(t)
         timings["total_ms"] = _ms(t0)
         return PersonalizeResult(
             answer=candidates[best] if candidates else "", prompt=prompt,
             retrieved_ids=retrieved_ids, rerank_scores=rerank_scores,
             prompt_item_ids=[str(i.get("id", "")) for i in items], candidates=candidates,
-            adapter_scores=adapter_scores, heads=heads, timings_ms=timings,
+            adapter_scores=adapter_scores, heads=heads, timings_ms=timings, selection=how,
             finish_reasons=samples.finish_reasons, prompt_tokens=samples.prompt_tokens,
             completion_tokens=samples.completion_tokens)
 

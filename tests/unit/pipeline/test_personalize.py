@@ -108,3 +108,24 @@ def test_unknown_method_and_missing_scorer_are_clear_errors(history):
     with pytest.raises(ValueError, match="k_prompt"):
         Personalizer(get_task("synth-tag"), None, ScriptedGenerator(), history, k_retrieve=2,
                      k_prompt=4)
+
+
+class NearlyEqual(PairScorer):
+    """A collapsed adapter: every candidate scores within 0.003, 'romance' the highest."""
+
+    async def score(self, kind, user_id, firsts, seconds):
+        return PairScores([0.033 if "romance" in s else 0.030 for s in seconds], head="user")
+
+
+@pytest.mark.parametrize("min_spread, answer, how", [
+    (0.0, "romance", "adapter"),     # guard off: the arbitrary argmax
+    (0.01, "comedy", "fallback"),    # guard on: the majority label (comedy and sci-fi tie at 2;
+                                     # equal scores, so the earlier candidate)
+])
+def test_guard_replaces_a_collapsed_adapter_pick(history, min_spread, answer, how):
+    from hydralm.pipeline.selection import SelectionGuard
+
+    p = Personalizer(get_task("synth-tag"), NearlyEqual(), ScriptedGenerator(), history,
+                     guard=SelectionGuard(min_spread=min_spread))
+    result = run(p, "hydra_adapter")
+    assert (result.answer, result.selection) == (answer, how)
