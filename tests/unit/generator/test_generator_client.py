@@ -18,6 +18,7 @@ from hydralm.generator import (
     GeneratorTimeout,
     GeneratorUnavailable,
     ResponseCache,
+    SamplingOptions,
 )
 
 HELLO = [{"role": "user", "content": "hello"}]
@@ -223,3 +224,50 @@ def test_client_is_reusable_across_event_loops(server, make_client):
     assert client.generate_sync(ChatRequest(messages=HELLO)) == ["sample 1-0"]
     assert client.generate_sync(ChatRequest(messages=HELLO)) == ["sample 2-0"]
     assert json.loads(json.dumps(client.stats.snapshot()))["calls"] == 2
+
+
+def _sample(client, req, **kwargs):
+    return asyncio.run(_closing(client, client.sample(req, **kwargs)))
+
+
+def test_samples_carry_finish_reasons_and_summed_token_counts(server, make_client):
+    server.script(Action.ok(choices=3), Action.ok(choices=2))
+    samples = _sample(make_client(), ChatRequest(messages=tuple(HELLO), n=8, temperature=1.0))
+    assert len(samples.texts) == len(samples.finish_reasons) == 8
+    assert set(samples.finish_reasons) == {"stop"}
+    # three answers (3, 2, then the 3 still missing): the prompt read 3 times, 3 tokens a choice
+    assert (samples.prompt_tokens, samples.completion_tokens) == (15, 3 * 8)
+
+
+def test_sampling_options_go_into_the_body(server, make_client):
+    opts = SamplingOptions(stop=("\n", "END"), top_p=0.5, frequency_penalty=0.25,
+                           presence_penalty=-1.0)
+    _sample(make_client(), ChatRequest(messages=tuple(HELLO), options=opts))
+    body = server.bodies[0]
+    assert (body["stop"], body["top_p"], body["frequency_penalty"], body["presence_penalty"]) == (
+        ["\n", "END"], 0.5, 0.25, -1.0)
+
+
+def test_a_seed_is_never_sent_and_a_seeded_call_repeats(server, make_client):
+    client = make_client()
+    req = ChatRequest(messages=tuple(HELLO), n=3, temperature=1.0)
+
+    async def calls():
+        async with client:
+            return [await client.sample(req, seed=s) for s in (7, 7, 8)]
+
+    first, again, other = asyncio.run(calls())
+    assert again == first and other.texts != first.texts
+    assert server.count == 2 and all("seed" not in b for b in server.bodies)
+
+
+def test_seed_memo_size_zero_ignores_seeds(server, make_client):
+    client = make_client(seed_memo_size=0)
+    req = ChatRequest(messages=tuple(HELLO))
+
+    async def calls():
+        async with client:
+            return [await client.sample(req, seed=7) for _ in range(2)]
+
+    asyncio.run(calls())
+    assert server.count == 2

@@ -7,7 +7,9 @@ import pytest
 from hydralm.generator.protocol import (
     ChatRequest,
     CompletionRequest,
+    SamplingOptions,
     cache_payload,
+    parse_finish_reasons,
     parse_texts,
     request_body,
 )
@@ -72,3 +74,28 @@ def test_unparseable_json_answer_keeps_raw_text():
     data = {"choices": [{"message": {"content": "not json"}}]}
     req = ChatRequest(messages=HELLO, choices=("a", "b"))
     assert parse_texts(req, data, "openai_json_schema") == ["not json"]
+
+
+def test_finish_reasons_in_choice_order_unknown_read_as_stop():
+    data = {"choices": [{"index": 2, "text": "c", "finish_reason": None},
+                        {"index": 0, "text": "a", "finish_reason": "length"},
+                        {"index": 1, "text": "b", "finish_reason": "abort"}]}
+    assert parse_finish_reasons(data) == ["length", "stop", "stop"]
+
+
+@pytest.mark.parametrize("kwargs, fragment", [
+    ({"stop": ("a",) * 5}, "stop"), ({"stop": ("",)}, "stop"), ({"top_p": 0.0}, "top_p"),
+    ({"frequency_penalty": 2.5}, "frequency_penalty"),
+])
+def test_sampling_options_are_validated(kwargs, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        SamplingOptions(**kwargs)
+
+
+def test_options_enter_the_cache_key_only_when_set():
+    plain = ChatRequest(messages=({"role": "user", "content": "q"},))
+    same = ChatRequest(messages=plain.messages, options=SamplingOptions())
+    stopped = ChatRequest(messages=plain.messages, options=SamplingOptions(stop=("\n",)))
+    key = {"model": "m", "default_max_tokens": 8}
+    assert cache_payload(plain, **key) == cache_payload(same, **key)
+    assert cache_payload(stopped, **key)["stop"] == ["\n"]
