@@ -14,10 +14,8 @@ import pytest
 from pydantic import ValidationError
 
 from serving.errors import InvalidRequest, map_exception
+from serving.openai_fields import CHAT_ONLY, COMPLETIONS_ONLY, FIELDS
 from serving.openai_protocol import (
-    CHAT_ONLY,
-    COMPLETIONS_ONLY,
-    FIELDS,
     ChatCompletionRequest,
     CompletionRequest,
     HydraInfo,
