@@ -139,3 +139,27 @@ def test_fitting_takes_the_form_of_its_init():
     assert bank.head == init.config
     for i in range(3):
         assert not torch.equal(bank.extract(i).a, init.a)      # every head moved from the init
+
+
+def test_job_and_eval_configs_choose_the_head_form_per_kind():
+    from hydralm.jobconfig import JobConfig
+
+    job = JobConfig.from_dict({"task": "synth-tag", "data": {"synth": {"users": 4}},
+                               "reranker": {"head": {"form": "lowrank", "rank": 8,
+                                                     "dtype": "bfloat16"}}})
+    assert job.model("reranker").head.describe() == "lowrank r=8 bfloat16"
+    assert job.model("adapter").head == HeadConfig()           # the paper's head by default
+
+
+@pytest.mark.parametrize("head, message", [
+    ({"form": "sparse"}, "head.form"),
+    ({"form": "lowrank", "rank": 0}, "head.rank"),
+    ({"dtype": "float16"}, "head.dtype"),
+    ({"form": "lowrank", "ranks": 8}, "head.ranks"),
+])
+def test_bad_head_settings_name_the_field(head, message):
+    from hydralm.errors import ConfigError
+    from hydralm.model import ModelConfig
+
+    with pytest.raises(ConfigError, match=message):
+        ModelConfig.from_dict({"head": head})
