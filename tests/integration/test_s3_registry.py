@@ -1,15 +1,18 @@
 """The registry and storage on a real S3 server (SeaweedFS on loopback): the same guarantees as on
-local disk, with S3's own atomic PUT and conditional writes."""
+local disk, with S3's own atomic PUT and conditional writes; garbage collection with the server's
+clock, including a reader that loads heads while collections run."""
 
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 import torch
 from fixtures_s3 import s3_server  # noqa: F401  (module-scoped SeaweedFS fixture)
 
 from hydralm.artifacts import MANIFEST_KEY, Registry, S3Storage, Storage, WriteConflictError
+from hydralm.artifacts.gc import collect
 from hydralm.errors import ArtifactError, NotFoundError
 from hydralm.model import HeadState
 
@@ -130,3 +133,67 @@ def test_concurrent_writers_lose_no_head_on_s3(registry, base):
     assert not errors
     assert len(registry.list_users("reranker")) == writers * 2 * 3
     assert registry.manifest_version() == 1 + writers * 2 and registry.verify() == []
+
+
+# -- garbage collection on S3 (times are the server's LastModified) ------------------------------
+
+@pytest.fixture()
+def small(bucket) -> Registry:
+    """A registry with few shards (fewer objects per publish), u1 replaced once."""
+    registry = Registry(f"s3://{bucket}/gc", shards=8)
+    version = registry.publish_base({"w": torch.ones(2)}, {"name": "tiny"})
+    registry.save_heads("reranker", {"u1": head(1.0), "u2": head(2.0)}, version)
+    registry.save_head("reranker", "u1", head(3.0), version)
+    return registry
+
+
+def test_gc_dry_run_then_apply_on_s3(small):
+    before = set(small.storage.list())
+    dry = collect(small, grace_s=0.0)
+    assert dry.deletable and set(small.storage.list()) == before
+    applied = collect(small, grace_s=0.0, apply=True)
+    assert applied.deleted == len(dry.deletable)
+    assert not any(small.storage.exists(k) for k in dry.deletable)
+    assert small.verify() == [] and small.load_head("reranker", "u1").w1[0, 0] == 3.0
+
+
+def test_gc_keeps_files_of_a_recently_superseded_manifest_on_s3(small):
+    held = small.manifest()
+    old = small.head_entry("reranker", "u2", held)
+    small.save_head("reranker", "u2", head(5.0), small.base_version())
+    first = collect(small, grace_s=3600.0, apply=True)
+    assert first.deleted == 0 and first.pending > 0
+    assert Registry(small.storage.uri).index.entry("reranker", held, "u2") == old
+    assert small.storage.exists(old.key)
+    later = collect(small, grace_s=3600.0, apply=True, now=time.time() + 3605)
+    assert old.key in later.deletable and not small.storage.exists(old.key)
+    assert small.verify() == []
+
+
+def test_a_reader_loads_heads_while_collections_run_on_s3(small):
+    version, stop, errors, loads = small.base_version(), threading.Event(), [], [0]
+    reader = Registry(small.storage.uri)
+
+    def read() -> None:
+        while not stop.is_set():
+            try:
+                for user in ("u1", "u2"):
+                    assert reader.load_head("reranker", user).w1[0, 0] >= 1.0
+                    loads[0] += 1
+            except Exception as exc:  # collected and asserted below
+                errors.append(exc)
+                return
+
+    thread = threading.Thread(target=read)
+    thread.start()
+    try:
+        deleted = 0
+        for i in range(12):
+            small.save_heads("reranker", {"u1": head(10.0 + i), "u2": head(50.0 + i)}, version)
+            deleted += collect(small, grace_s=2.0, apply=True).deleted
+            time.sleep(0.3)
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+    assert not errors and loads[0] > 0 and deleted > 0
+    assert small.verify() == [] and small.load_head("reranker", "u2").w1[0, 0] == 61.0
