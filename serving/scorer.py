@@ -60,6 +60,7 @@ class Scorer:
             cache_capacity=self.args.head_cache_capacity,
             poll_interval_s=self.args.poll_interval_s,
             max_forward_pairs=self.args.forward_pairs(self._device()),
+            precision=self.args.precision,
             retry=RetryPolicy(attempts=self.args.load_attempts),
             on_cache_event=self.metrics.cache_event)
         self.scorer.load()          # bases and global heads now: ready means ready to score
@@ -75,9 +76,9 @@ class Scorer:
             batch_wait_timeout_s=self.args.batch_wait_timeout_s,
             max_concurrent_batches=self.args.max_concurrent_batches,
             batch_size_fn=_pairs_in)(self._score_batch)
-        log.info("Scorer replica %s: registry %s, %d buckets (holds %d), device %s",
+        log.info("Scorer replica %s: registry %s, %d buckets (holds %d), device %s, %s",
                  self.replica, self.args.resolved_registry_uri(), self.args.num_buckets,
-                 self.args.buckets_per_replica(), self._device())
+                 self.args.buckets_per_replica(), self._device(), self.scorer.precision)
 
     def _device(self) -> str:
         if self.args.device == "auto":

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from hydralm.config import StrictModel
+from hydralm.model.precision import Precision, precision_field
 from hydralm.settings import home_dir
 
 __all__ = ["ScorerArgs", "ScorerAutoscaling"]
@@ -56,6 +57,7 @@ class ScorerArgs(StrictModel):
     num_gpus: float = Field(0.0, ge=0, le=64, description="GPUs reserved per replica.")
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="Where the encoders run: auto picks cuda when the replica has a GPU.")
+    precision: Precision = precision_field()
     torch_threads: int = Field(
         0, ge=0, le=512,
         description="torch intra-op threads per replica; 0: one per reserved CPU (at least 1).")

@@ -135,7 +135,7 @@ def _scorer(job: JobConfig, methods: list[str]) -> LocalPairScorer | None:
     """The trained models in this process, when a HYDRA method is evaluated."""
     if not any(needs_scorer(m) for m in methods):
         return None
-    scorer = LocalPairScorer(Registry(job.paths.registry))
+    scorer = LocalPairScorer(Registry(job.paths.registry), precision=job.fit.precision)
     scorer.load()
     return scorer
 
@@ -177,6 +177,7 @@ def evaluate_seed(cfg: EvalConfig, job: JobConfig, seed: int, *, base_url: str,
     hits = client.cache.hits if client.cache is not None else 0
     stats = {"queries": len(queries), "generator_calls": client.stats.calls,
              "cache_hits": hits, "seconds": round(time.monotonic() - start, 1),
+             "precision": scorer.precision if scorer is not None else None,
              "user_heads": _user_head_share(outcomes),
              "selection": selection_diagnostics(task, outcomes),
              "guard": guard, "fallbacks": fallback_rates(outcomes)}

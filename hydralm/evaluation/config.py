@@ -23,6 +23,7 @@ from hydralm.generator.config import GeneratorConfig
 from hydralm.jobconfig import DataConfig, FitConfig, JobConfig, TrainConfig, UsersConfig
 from hydralm.labels.config import LabelsConfig
 from hydralm.model.config import ModelConfig
+from hydralm.model.precision import Precision, precision_field
 from hydralm.settings import home_dir
 
 __all__ = ["BootstrapConfig", "EvalConfig", "EvalUsers", "GuardConfig", "load_eval_config"]
@@ -94,7 +95,8 @@ class EvalConfig(StrictModel):
     train: TrainConfig = Field(default_factory=TrainConfig,
                                description="The train stage (its seed is set per seed).")
     fit: FitConfig = Field(default_factory=FitConfig,
-                           description="The fit stage (its seed is set per seed).")
+                           description="The fit stage (its seed and precision are set per seed).")
+    precision: Precision = precision_field()
     work_dir: str | None = Field(None, description="Per-seed jobs, predictions and the cache. "
                                                    "None: HYDRALM_HOME/eval/<dataset>_<task>.")
     results_dir: str = Field("benchmarks/results", min_length=1,
@@ -114,6 +116,10 @@ class EvalConfig(StrictModel):
     def _cross_field(self) -> EvalConfig:
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be distinct, got {self.seeds!r}")
+        if "precision" in self.fit.model_fields_set and self.fit.precision != self.precision:
+            raise ValueError(f"fit.precision ({self.fit.precision!r}) differs from precision "
+                             f"({self.precision!r}): the eval fits and scores in one precision; "
+                             "set only the top-level precision")
         synth = self.data.synth
         if synth is not None and self.users.train and self.users.test:
             wanted = self.users.train + self.users.test
@@ -154,7 +160,7 @@ class EvalConfig(StrictModel):
             "reranker": self.reranker.model_dump(), "adapter": self.adapter.model_dump(),
             "labels": self.labels.model_dump(),
             "train": {**self.train.model_dump(), "seed": seed},
-            "fit": {**self.fit.model_dump(), "seed": seed},
+            "fit": {**self.fit.model_dump(), "seed": seed, "precision": self.precision},
             "work_dir": join_uri(self.work_path, f"seed-{seed}"),
         }
         return JobConfig.from_dict(payload, source=f"the job of seed {seed}")

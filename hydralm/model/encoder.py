@@ -14,6 +14,12 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_N
 
 from hydralm.errors import ArtifactError, ConfigError
 from hydralm.model.config import ModelConfig, default_encoder_path
+from hydralm.model.precision import (
+    Precision,
+    ResolvedPrecision,
+    precision_dtype,
+    resolve_precision,
+)
 from hydralm.settings import env_int
 
 __all__ = ["BaseEncoder"]
@@ -75,6 +81,24 @@ class BaseEncoder(nn.Module):
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    @property
+    def precision(self) -> ResolvedPrecision:
+        """'bf16' once `set_precision` cast the weights, else 'fp32'."""
+        return "bf16" if next(self.model.parameters()).dtype == torch.bfloat16 else "fp32"
+
+    def set_precision(self, precision: Precision) -> ResolvedPrecision:
+        """Run the transformer in `precision` ('auto': bf16 where this device has native bf16,
+        see hydralm.model.precision); returns the one chosen. For a frozen encoder (inference):
+        the weights are cast, and fp32 after bf16 is refused (it would not bring the fp32 weights
+        back: load the encoder again). Pooled vectors stay fp32 either way."""
+        resolved = resolve_precision(precision, self.device)
+        if resolved == "fp32" and self.precision == "bf16":
+            raise ValueError(f"encoder {str(self.path)!r} already runs in bf16: casting back to "
+                             "fp32 would not restore its fp32 weights; load it again")
+        self.model.to(precision_dtype(resolved))
+        log.info("encoder %s runs in %s on %s", self.path, resolved, self.device)
+        return resolved
+
     def tokenize(self, firsts: Sequence[str], seconds: Sequence[str]) -> dict[str, Tensor]:
         """Pair encoding ([CLS] first [SEP] second [SEP]), padded to the longest pair."""
         if len(firsts) != len(seconds):
@@ -85,8 +109,8 @@ class BaseEncoder(nn.Module):
         return {k: v.to(self.device) for k, v in batch.items()}
 
     def forward(self, **batch: Tensor) -> Tensor:
-        """Tokenized batch -> pooled [B, d]."""
-        states = self.model(**batch).last_hidden_state               # [B, T, d]
+        """Tokenized batch -> pooled [B, d], fp32 whatever the encoder's precision."""
+        states = self.model(**batch).last_hidden_state.float()       # [B, T, d]
         if self.pooling == "cls":
             return states[:, 0]                                       # [B, d]
         mask = batch["attention_mask"].unsqueeze(-1).to(states.dtype)  # [B, T, 1]

@@ -6,6 +6,9 @@ Serve batch); their pairs are queued and the forward worker takes everything que
 is free, so callers that arrive while a pass runs share the next one (continuous batching, no
 timer). Passes run on one worker thread, so the event loop keeps taking requests meanwhile.
 
+The bases run in `precision` ('auto': bf16 where the device has native bf16, else fp32; see
+hydralm.model.precision); the heads always compute in fp32.
+
 Registry changes are picked up without a restart: at most every `poll_interval_s` the registry's
 cheap `manifest_version()` is read; on a change, cached heads whose file changed are dropped, and
 a new base replaces the encoders and starts fresh head caches (every old head belongs to the old
@@ -26,6 +29,7 @@ from dataclasses import asdict, dataclass
 
 from hydralm.errors import HydraError
 from hydralm.model import BaseEncoder, HeadState
+from hydralm.model.precision import Precision, resolve_precision
 from hydralm.pipeline.interfaces import ModelKind, PairScores
 from hydralm.scoring.forward import ForwardJob, score_jobs
 from hydralm.scoring.head_cache import CacheEvent, CacheStats, HeadCache, RetryPolicy
@@ -75,7 +79,8 @@ class BatchScorer:
                  poll_interval_s: float = 2.0, max_forward_pairs: int = 512,
                  coalesce: bool = True, retry: RetryPolicy | None = None,
                  on_cache_event: CacheListener | None = None,
-                 kinds: Sequence[ModelKind] = MODEL_KINDS, history: int = 1024) -> None:
+                 kinds: Sequence[ModelKind] = MODEL_KINDS, history: int = 1024,
+                 precision: Precision = "auto") -> None:
         if max_forward_pairs < 1:
             raise ValueError(f"max_forward_pairs must be at least 1, got {max_forward_pairs!r}")
         unknown = sorted(set(kinds) - set(MODEL_KINDS))
@@ -84,6 +89,8 @@ class BatchScorer:
                              f"got {list(kinds)!r}")
         self.view = RegistryView(registry)
         self.device, self.cache_capacity = device, cache_capacity
+        # the bases' number format, resolved once for this device (heads stay fp32)
+        self.precision = resolve_precision(precision, device)
         self.poll_interval_s, self.max_forward_pairs = poll_interval_s, max_forward_pairs
         self.coalesce, self.kinds = coalesce, tuple(kinds)
         self._retry, self._on_cache_event = retry, on_cache_event
@@ -118,6 +125,8 @@ class BatchScorer:
         snapshots = snapshots or self.view.snapshots(self.kinds)
         version = snapshots[self.kinds[0]].base_version
         encoders = self.view.load_encoders(self.kinds, version, self.device)
+        for encoder in encoders.values():
+            encoder.set_precision(self.precision)
         caches = {kind: self._cache(kind, version) for kind in self.kinds}
         log.info("serving base %s (%s)", version, ", ".join(self.kinds))
         return _Served(version, encoders, snapshots, caches)
@@ -307,6 +316,7 @@ class BatchScorer:
             "base_version": self.base_version,
             "manifest_version": self._manifest_version,
             "max_forward_pairs": self.max_forward_pairs,
+            "precision": self.precision,
             "forwards": [asdict(f) for f in self.forwards],
             "caches": {kind: {**asdict(cache.stats), "size": len(cache),
                               "capacity": cache.capacity, "users": cache.cached_users()}

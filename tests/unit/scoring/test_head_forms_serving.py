@@ -38,7 +38,7 @@ def test_the_bundle_records_the_head_form_and_heads_have_it(compact_registry):
 def test_scores_of_compact_heads_equal_scoring_each_head_alone(compact_registry):
     groups = [PairGroup.of("adapter", u, ["a query", "another"], ["item one", "item two"])
               for u in (*USERS, "stranger")]
-    outcomes = asyncio.run(BatchScorer(compact_registry).score_groups(groups))
+    outcomes = asyncio.run(BatchScorer(compact_registry, precision="fp32").score_groups(groups))
     encoder = load_bundle_encoders(compact_registry, ["adapter"],
                                    compact_registry.base_version())["adapter"]
     for user, outcome in zip((*USERS, "stranger"), outcomes, strict=True):
