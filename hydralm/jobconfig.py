@@ -20,7 +20,6 @@ from hydralm.data.schema import SYNTHETIC_TASKS, TASK_NAMES, TaskName
 from hydralm.generator.config import GeneratorConfig
 from hydralm.labels.config import LabelsConfig
 from hydralm.model.config import ModelConfig
-from hydralm.model.precision import Precision, precision_field
 from hydralm.settings import home_dir
 
 __all__ = [
@@ -28,6 +27,7 @@ __all__ = [
     "FitConfig",
     "JobConfig",
     "JobPaths",
+    "RefitConfig",
     "SynthConfig",
     "TrainConfig",
     "UsersConfig",
@@ -181,9 +181,33 @@ class FitConfig(StrictModel):
                                   description="Pairs per base forward when embedding.")
     embed_concurrency: int = Field(1, ge=1, le=4096,
                                    description="Ray Data actors computing base embeddings.")
-    precision: Precision = precision_field()
-    cpus_per_task: float = Field(1.0, gt=0, le=1024, description="CPUs per bucket task.")
+    cpus_per_task: float = Field(1.0, gt=0, le=1024,
+                                 description="CPUs per bucket task and per embedding actor.")
     seed: int = Field(0, ge=0, description="Seed of head initialisation and shuffling.")
+
+
+class RefitConfig(StrictModel):
+    """`hydralm fit-users --refit`: refit users' heads from what their history store now holds.
+
+    A head records the history version it was fitted on; a refit run fits the users whose store
+    version differs from it, and users with no head yet once they have `min_items` items."""
+
+    history_backend: Literal["sqlite", "postgres"] = Field(
+        "sqlite", description="The history store serving appends to: sqlite (history_path) or "
+                              "postgres (connection settings from the environment or a mounted "
+                              "Secret, as serving reads them; never from this file).")
+    history_path: str | None = Field(
+        None, description="The SQLite history file (sqlite backend). None: serving's default, "
+                          "HYDRALM_HOME/serving/history.db.")
+    min_items: int = Field(
+        3, ge=2, le=100_000, description="History items a user without a head needs before a "
+                                         "refit fits one (a pseudo-query needs another item).")
+    max_users: int | None = Field(
+        None, ge=1, le=100_000_000, description="Users refit per run and model (in user-id "
+                                                "order); the rest wait for the next run. None: "
+                                                "all.")
+    page_size: int = Field(1000, ge=1, le=1_000_000,
+                           description="Users read per page when listing history versions.")
 
 
 Model = Literal["reranker", "adapter"]
@@ -207,6 +231,8 @@ class JobConfig(StrictModel):
     labels: LabelsConfig = Field(default_factory=LabelsConfig, description="Label generation.")
     train: TrainConfig = Field(default_factory=TrainConfig, description="The train stage.")
     fit: FitConfig = Field(default_factory=FitConfig, description="The fit stage.")
+    refit: RefitConfig = Field(default_factory=RefitConfig,
+                               description="Refitting users from their history store.")
     registry: str | None = Field(None, description="Artifact registry (local or s3://). None: "
                                                    "<work_dir>/registry.")
     work_dir: str | None = Field(None, description="Label files, datasets, caches, checkpoints. "

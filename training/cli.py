@@ -1,4 +1,6 @@
 """`hydralm labels`, `hydralm train`, `hydralm fit-users`: the training job's stages from one YAML.
+`hydralm fit-users --refit` refits users from what their history store now holds (run it on a
+schedule: deploy/kuberay/cronjob-refit.yaml).
 
 Each joins the Ray at --ray-address or starts a local loopback-only Ray, shows progress bars and
 prints a summary. `labels` starts the embedded generator only when some label shard is still to
@@ -17,6 +19,7 @@ from typing import Any
 from hydralm.jobconfig import load_job_config
 from training.llm import embedded_generator
 from training.ray_env import ray_session
+from training.refit import plan_refit_run, refit_columns, run_refit
 from training.stages import (
     fit_stage,
     labels_stage,
@@ -81,8 +84,14 @@ def register_fit(subparsers: argparse._SubParsersAction) -> None:
                     "registry's current base, from labels built from their own history only. "
                     "The frozen base embeds each pair once (Ray Data); one Ray task per user "
                     "bucket fits its users and saves their heads in one registry update. "
-                    + _ORDER)
+                    "With --refit: the users whose history in the history store "
+                    "(refit.history_*) changed since their head was fitted, and users without a "
+                    "head with at least refit.min_items items, from their current history only; "
+                    "heads record the history version they were fitted on. " + _ORDER)
     _common(p)
+    p.add_argument("--refit", action="store_true",
+                   help="refit users whose history changed since their head was fitted (reads "
+                        "the history store; starts the embedded generator when labels are due)")
     p.set_defaults(func=cmd_fit)
 
 
@@ -133,9 +142,25 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_fit(args: argparse.Namespace) -> int:
     cfg = load_job_config(args.config)
+    if getattr(args, "refit", False):
+        return _cmd_refit(args, cfg)
     with ray_session(args.ray_address):
         summary = fit_stage(cfg, _models(args), progress=not args.no_progress)
     _print(summary, args, summary["models"], ["model", "base_version", "new_users",
                                               "already_fitted", "fitted", "without_data",
                                               "buckets", "rows", "embed_seconds", "seconds"])
+    return 0
+
+
+def _cmd_refit(args: argparse.Namespace, cfg) -> int:
+    with ray_session(args.ray_address):
+        run = plan_refit_run(cfg, _models(args))
+        generator = (embedded_generator(cfg.generator) if run.needs_generator
+                     else contextlib.nullcontext(None))
+        with generator as base_url:
+            summary = run_refit(cfg, run, base_url=base_url, progress=not args.no_progress)
+    _print(summary, args, summary["models"], refit_columns())
+    if not args.json:
+        print(f"refit {summary['users_refit']} users in {summary['seconds']} s "
+              f"({summary['users_per_s']} users/s, {summary['generator_calls']} generator calls)")
     return 0

@@ -11,6 +11,10 @@ fit labels of pending users (history-only pseudo-query pairs)
 A re-run skips users whose head in the registry belongs to the current base, and reuses the
 embeddings when they are already complete (a `_SUCCESS` file marks that). A bucket either saved
 all its heads (one manifest update) or none, so a killed job leaves a consistent registry.
+
+The refit (`training/refit.py`) runs the same embed and fan-out on labels made from the history
+store, with the history version each head records: there a user is done when their head is on the
+current base AND records that version (`head_is_current`).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -35,7 +39,6 @@ from hydralm.data import user_bucket
 from hydralm.data.fs import filesystem_for, join_uri
 from hydralm.errors import NotFoundError
 from hydralm.jobconfig import JobConfig
-from hydralm.model.precision import Precision
 from training.bases import load_kind_base
 from training.files import exists, write_json
 from training.fit_heads import embeddings_table, fit_user_heads, head_fit_config
@@ -43,25 +46,32 @@ from training.label_store import read_labels
 from training.ray_env import worker_env
 from training.users import UserSplit
 
-__all__ = ["Embedder", "fitted_users", "run_fit"]
+__all__ = ["Embedder", "current_base", "fit_labelled", "fitted_users", "head_is_current",
+           "run_fit"]
 
 log = logging.getLogger(__name__)
 
 _SUCCESS = "_SUCCESS"
+_BLOCK_ROWS = 4096   # label pairs per Ray Data block handed to the embedding actors
 
 
 def fitted_users(registry: Registry, kind: str, base_version: str) -> set[str]:
     """Users whose `kind` head in the registry was fitted on `base_version`."""
-    return {u for u, e in registry.head_index(kind).items() if e.base_version == base_version}
+    return {u for u, e in registry.iter_head_entries(kind) if e.base_version == base_version}
+
+
+def head_is_current(entry, base_version: str, history_version: int | None) -> bool:
+    """Whether a head entry (or None) already is what a fit would save: on `base_version` and,
+    when a history version is wanted, recording it."""
+    return entry is not None and entry.base_version == base_version and (
+        history_version is None or entry.history_version == history_version)
 
 
 class Embedder:
     """A Ray Data actor holding the frozen base: pairs in, (user, bucket, label, vector) out."""
 
-    def __init__(self, registry_uri: str, kind: str, base_version: str, batch_size: int,
-                 precision: Precision = "auto") -> None:
+    def __init__(self, registry_uri: str, kind: str, base_version: str, batch_size: int) -> None:
         self.encoder, _ = load_kind_base(Registry(registry_uri), kind, version=base_version)
-        self.encoder.set_precision(precision)
         self.batch_size = batch_size
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -71,10 +81,13 @@ class Embedder:
         return out.append_column("bucket", batch["bucket"])
 
 
-def _embed(cfg: JobConfig, kind: str, version: str, labels: pa.Table, users: Sequence[str],
-           ) -> tuple[str, float]:
-    """Embed the pending users' pairs once (or reuse a complete earlier run); (uri, seconds)."""
-    key = hashlib.sha256(json.dumps(sorted(users)).encode()).hexdigest()[:12]
+def _embed(cfg: JobConfig, kind: str, version: str, labels: pa.Table,
+           users: Mapping[str, int | None]) -> tuple[str, float]:
+    """Embed the pending users' pairs once (or reuse a complete earlier run); (uri, seconds).
+    The key covers the history versions too: a refit of newer history never reuses older
+    vectors."""
+    named = sorted(users.items()) if any(v is not None for v in users.values()) else sorted(users)
+    key = hashlib.sha256(json.dumps(named).encode()).hexdigest()[:12]
     uri = join_uri(cfg.paths.work_dir, "fit", kind, version, key)
     if exists(join_uri(uri, _SUCCESS)):
         log.info("reusing the %s embeddings in %s", kind, uri)
@@ -87,12 +100,15 @@ def _embed(cfg: JobConfig, kind: str, version: str, labels: pa.Table, users: Seq
     fs, path = filesystem_for(uri)
     if fs.get_file_info(path).type != pafs.FileType.NotFound:
         fs.delete_dir(path)   # files of an interrupted run: never mixed with this one's
-    ray.data.from_arrow(table).map_batches(
+    # Blocks made on the driver: from_arrow would compute their metadata in a 1-CPU task,
+    # which never schedules next to a running serving app on a small machine.
+    blocks = [table.slice(start, _BLOCK_ROWS) for start in range(0, table.num_rows, _BLOCK_ROWS)]
+    ray.data.from_blocks(blocks).map_batches(
         Embedder, fn_constructor_kwargs={"registry_uri": cfg.paths.registry, "kind": kind,
                                          "base_version": version,
-                                         "batch_size": cfg.fit.embed_batch_size,
-                                         "precision": cfg.fit.precision},
-        batch_size=cfg.fit.embed_batch_size, batch_format="pyarrow", num_cpus=1,
+                                         "batch_size": cfg.fit.embed_batch_size},
+        batch_size=cfg.fit.embed_batch_size, batch_format="pyarrow",
+        num_cpus=cfg.fit.cpus_per_task,
         runtime_env=worker_env() or None,
         compute=ray.data.ActorPoolStrategy(size=cfg.fit.embed_concurrency),
     ).write_parquet(path, filesystem=fs, partition_cols=["bucket"])
@@ -102,11 +118,15 @@ def _embed(cfg: JobConfig, kind: str, version: str, labels: pa.Table, users: Seq
 
 @ray.remote
 def _fit_bucket(cfg: JobConfig, kind: str, version: str, embeddings_uri: str, bucket: int,
-                users: list[str], crash: bool) -> dict[str, Any]:
-    """Fit one bucket's pending users and save their heads in one manifest update."""
+                users: dict[str, int | None], crash: bool) -> dict[str, Any]:
+    """Fit one bucket's pending users (user -> history version to record, or None) and save
+    their heads in one manifest update. Users a killed earlier attempt already saved are
+    skipped."""
     start = time.monotonic()
     registry = Registry(cfg.paths.registry)
-    todo = sorted(set(users) - fitted_users(registry, kind, version))
+    manifest = registry.manifest()
+    todo = sorted(u for u, hv in users.items()
+                  if not head_is_current(registry.head_entry(kind, u, manifest), version, hv))
     fs, path = filesystem_for(join_uri(embeddings_uri, f"bucket={bucket}"))
     table = pds.dataset(path, filesystem=fs, format="parquet").to_table(
         filter=pc.field("user_id").isin(todo))
@@ -116,13 +136,14 @@ def _fit_bucket(cfg: JobConfig, kind: str, version: str, embeddings_uri: str, bu
     if crash:
         raise RuntimeError(f"injected failure in bucket {bucket} before saving its heads")
     if heads:
-        registry.save_heads(kind, heads, version)
-    return {"bucket": bucket, "fitted": len(heads), "rows": table.num_rows,
-            "seconds": time.monotonic() - start}
+        history = {u: users[u] for u in heads if users[u] is not None}
+        registry.save_heads(kind, heads, version, history_versions=history or None)
+    return {"bucket": bucket, "fitted": len(heads), "users": sorted(heads),
+            "rows": table.num_rows, "seconds": time.monotonic() - start}
 
 
 def _fan_out(cfg: JobConfig, kind: str, version: str, embeddings_uri: str,
-             buckets: dict[int, list[str]], crash_bucket: int | None,
+             buckets: dict[int, dict[str, int | None]], crash_bucket: int | None,
              progress: bool) -> list[dict[str, Any]]:
     """One task per bucket; waits for all of them, then raises the first failure if any."""
     task = _fit_bucket.options(num_cpus=cfg.fit.cpus_per_task, runtime_env=worker_env() or None)
@@ -144,31 +165,50 @@ def _fan_out(cfg: JobConfig, kind: str, version: str, embeddings_uri: str,
     return results
 
 
+def current_base(cfg: JobConfig) -> str:
+    """The registry's current base version; NotFoundError before `hydralm train`."""
+    version = Registry(cfg.paths.registry).base_version()
+    if version is None:
+        raise NotFoundError(f"no base in {cfg.paths.registry}: run `hydralm train` first")
+    return version
+
+
+def fit_labelled(cfg: JobConfig, kind: str, version: str, labels: pa.Table | None,
+                 pending: Mapping[str, int | None], *, crash_bucket: int | None = None,
+                 progress: bool = True) -> dict[str, Any]:
+    """Embed the labels of the `pending` users (user -> history version to record, or None) on
+    the frozen base and fit their heads, one task per bucket; the counts."""
+    with_data = sorted(set(labels["user_id"].to_pylist()) & set(pending)) \
+        if labels is not None else []
+    summary: dict[str, Any] = {"fitted": 0, "without_data": len(pending) - len(with_data),
+                               "buckets": 0, "rows": 0, "embed_seconds": 0.0, "users": []}
+    if with_data:
+        users = {u: pending[u] for u in with_data}
+        labels = labels.filter(pc.is_in(labels["user_id"], value_set=pa.array(with_data)))
+        uri, seconds = _embed(cfg, kind, version, labels, users)
+        buckets: dict[int, dict[str, int | None]] = {}
+        for user, history_version in users.items():
+            buckets.setdefault(user_bucket(user, cfg.fit.num_buckets), {})[user] = history_version
+        results = _fan_out(cfg, kind, version, uri, buckets, crash_bucket, progress)
+        summary.update(fitted=sum(r["fitted"] for r in results), buckets=len(results),
+                       rows=sum(r["rows"] for r in results), embed_seconds=round(seconds, 1),
+                       users=sorted(u for r in results for u in r["users"]))
+    return summary
+
+
 def _fit_kind(cfg: JobConfig, split: UserSplit, kind: str, crash_bucket: int | None,
               progress: bool) -> dict[str, Any]:
     start = time.monotonic()
-    registry = Registry(cfg.paths.registry)
-    version = registry.base_version()
-    if version is None:
-        raise NotFoundError(f"no base in {cfg.paths.registry}: run `hydralm train` first")
-    done = fitted_users(registry, kind, version) & set(split.test)
+    version = current_base(cfg)
+    done = fitted_users(Registry(cfg.paths.registry), kind, version) & set(split.test)
     pending = [u for u in split.test if u not in done]
     labels = read_labels(cfg, kind, "fit", users=pending) if pending else None
-    with_data = sorted(set(labels["user_id"].to_pylist())) if labels is not None else []
     summary = {"model": kind, "base_version": version, "new_users": len(split.test),
-               "already_fitted": len(done), "fitted": 0,
-               "without_data": len(pending) - len(with_data), "buckets": 0, "rows": 0,
-               "embed_seconds": 0.0}
-    if with_data:
-        uri, summary["embed_seconds"] = _embed(cfg, kind, version, labels, with_data)
-        buckets: dict[int, list[str]] = {}
-        for user in with_data:
-            buckets.setdefault(user_bucket(user, cfg.fit.num_buckets), []).append(user)
-        results = _fan_out(cfg, kind, version, uri, buckets, crash_bucket, progress)
-        summary.update(fitted=sum(r["fitted"] for r in results), buckets=len(results),
-                       rows=sum(r["rows"] for r in results))
+               "already_fitted": len(done),
+               **fit_labelled(cfg, kind, version, labels, dict.fromkeys(pending),
+                              crash_bucket=crash_bucket, progress=progress)}
+    del summary["users"]
     summary["seconds"] = round(time.monotonic() - start, 1)
-    summary["embed_seconds"] = round(summary["embed_seconds"], 1)
     return summary
 
 
