@@ -20,6 +20,7 @@ from hydralm.data.schema import SYNTHETIC_TASKS, TASK_NAMES, TaskName
 from hydralm.generator.config import GeneratorConfig
 from hydralm.labels.config import LabelsConfig
 from hydralm.model.config import ModelConfig
+from hydralm.model.precision import Precision, precision_field
 from hydralm.settings import home_dir
 
 __all__ = [
@@ -181,6 +182,7 @@ class FitConfig(StrictModel):
                                   description="Pairs per base forward when embedding.")
     embed_concurrency: int = Field(1, ge=1, le=4096,
                                    description="Ray Data actors computing base embeddings.")
+    precision: Precision = precision_field()
     cpus_per_task: float = Field(1.0, gt=0, le=1024,
                                  description="CPUs per bucket task and per embedding actor.")
     seed: int = Field(0, ge=0, description="Seed of head initialisation and shuffling.")

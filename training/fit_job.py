@@ -39,6 +39,7 @@ from hydralm.data import user_bucket
 from hydralm.data.fs import filesystem_for, join_uri
 from hydralm.errors import NotFoundError
 from hydralm.jobconfig import JobConfig
+from hydralm.model.precision import Precision
 from training.bases import load_kind_base
 from training.files import exists, write_json
 from training.fit_heads import embeddings_table, fit_user_heads, head_fit_config
@@ -70,8 +71,10 @@ def head_is_current(entry, base_version: str, history_version: int | None) -> bo
 class Embedder:
     """A Ray Data actor holding the frozen base: pairs in, (user, bucket, label, vector) out."""
 
-    def __init__(self, registry_uri: str, kind: str, base_version: str, batch_size: int) -> None:
+    def __init__(self, registry_uri: str, kind: str, base_version: str, batch_size: int,
+                 precision: Precision = "auto") -> None:
         self.encoder, _ = load_kind_base(Registry(registry_uri), kind, version=base_version)
+        self.encoder.set_precision(precision)
         self.batch_size = batch_size
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -106,7 +109,8 @@ def _embed(cfg: JobConfig, kind: str, version: str, labels: pa.Table,
     ray.data.from_blocks(blocks).map_batches(
         Embedder, fn_constructor_kwargs={"registry_uri": cfg.paths.registry, "kind": kind,
                                          "base_version": version,
-                                         "batch_size": cfg.fit.embed_batch_size},
+                                         "batch_size": cfg.fit.embed_batch_size,
+                                         "precision": cfg.fit.precision},
         batch_size=cfg.fit.embed_batch_size, batch_format="pyarrow",
         num_cpus=cfg.fit.cpus_per_task,
         runtime_env=worker_env() or None,

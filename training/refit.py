@@ -67,11 +67,15 @@ def _item_ids(store: HistoryStore, user: str) -> list[str]:
 
 def _baseline(cfg: JobConfig):
     """user -> item ids of their profile in the job's dataset (what `train` and `fit-users`
-    fitted a head without a history version on), None for a user the dataset lacks."""
-    dataset, _ = prepare_users(cfg)
-    known = set(dataset.users())
+    fitted a head without a history version on), None for a user the dataset lacks. The dataset
+    is opened on first use: only heads without a history version need it."""
+    opened: list = []
 
     def ids(user: str) -> list[str] | None:
+        if not opened:
+            dataset, _ = prepare_users(cfg)
+            opened.extend([dataset, set(dataset.users())])
+        dataset, known = opened
         return [str(i.get("id")) for i in dataset.profile(user)] if user in known else None
 
     return ids

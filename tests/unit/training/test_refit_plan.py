@@ -132,3 +132,34 @@ def test_refit_config_opens_the_named_sqlite_store(tmp_path):
 def test_bad_refit_settings_are_refused_by_name(refit, message):
     with pytest.raises(ConfigError, match=message):
         JobConfig.from_dict({"task": "synth-tag", "data": {"synth": {}}, "refit": refit})
+
+
+def test_a_run_is_planned_from_the_store_the_registry_and_the_dataset(tmp_path, tiny_encoder):
+    """Heads made from the job's dataset (no version) stay until the store's items differ."""
+    from hydralm.artifacts import Registry
+    from hydralm.model import ModelConfig
+    from hydralm.scoring import publish_random_registry
+    from training.refit import plan_refit_run
+    from training.users import prepare_users
+
+    cfg = tiny_job(tmp_path / "job", tiny_encoder,
+                   refit={"history_path": str(tmp_path / "h.db"), "min_items": 3})
+    dataset, split = prepare_users(cfg)
+    registry = Registry(cfg.paths.registry)
+    with_heads = list(split.train)
+    publish_random_registry(registry, with_heads,
+                            config=ModelConfig(encoder_path=str(tiny_encoder), max_length=32))
+    store = open_history_store(cfg.refit)
+    for user in dataset.users():
+        store.append(user, list(dataset.profile(user)))
+    appended, newcomer = with_heads[0], split.test[0]
+    store.append(appended, _items(1, prefix="fresh"))
+    run = plan_refit_run(cfg, ["reranker", "adapter"])
+    for plan in run.plans:
+        assert plan.pending == {appended: store.version(appended),
+                                **{u: store.version(u) for u in split.test}}
+        assert plan.counts["from_dataset"] == len(with_heads) - 1 and newcomer in plan.pending
+        assert plan.counts["new"] == len(split.test)
+        shards = [s for s in run.shards if s.kind == plan.kind]
+        assert {u: v for s in shards for u, v in s.users} == plan.pending
+    assert run.needs_generator and run.reranks["reranker"] is None
