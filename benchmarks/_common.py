@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from hydralm.atomic import write_atomic
 
 __all__ = ["RESULTS_DIR", "base_parser", "write_result"]
 
@@ -29,17 +29,7 @@ def base_parser(description: str) -> argparse.ArgumentParser:
 
 
 def write_result(name: str, data: dict[str, Any], out: Path | None = None) -> Path:
-    """Write `data` as JSON to `out` or benchmarks/results/<name>.json, atomically (a reader
-    never sees half a file); returns the path."""
+    """Write `data` as JSON to `out` or benchmarks/results/<name>.json with
+    `hydralm.atomic.write_atomic` (a reader never sees half a file); returns the path."""
     path = out or RESULTS_DIR / f"{name}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, sort_keys=False)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, (json.dumps(data, indent=2) + "\n").encode("utf-8"))

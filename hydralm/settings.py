@@ -32,12 +32,14 @@ KNOBS: dict[str, Knob] = {k.name: k for k in [
     Knob("OPENAI_API_KEY", "",
          "Fallback API key for the external generator when HYDRALM_GENERATOR_API_KEY is empty."),
     Knob("HYDRALM_S3_ENDPOINT", "",
-         "S3 endpoint URL for s3:// paths (e.g. http://127.0.0.1:8333); empty means AWS."),
+         "S3 endpoint for every s3:// path, boto3 and pyarrow alike (hydralm/s3.py): "
+         "http://host:port, https://host, or a bare host:port (https); empty means AWS."),
     Knob("HYDRALM_S3_TIMEOUT_S", "10",
-         "Artifact storage on S3: connect and read timeout of one request in seconds, so an "
-         "endpoint that hangs fails the read instead of blocking it (botocore's default is 60)."),
+         "Every S3 client (artifacts, response cache, data and training files): connect and read "
+         "timeout of one request in seconds, so an endpoint that hangs fails the read instead of "
+         "blocking it (botocore's default is 60)."),
     Knob("HYDRALM_S3_MAX_ATTEMPTS", "3",
-         "Artifact storage on S3: attempts per request (botocore standard retry mode)."),
+         "Every S3 client: attempts per request, the first included (standard retry mode)."),
     Knob("AWS_ACCESS_KEY_ID", "",
          "S3 credentials (read by boto3 and pyarrow); training jobs forward the AWS_* knobs and "
          "HYDRALM_S3_ENDPOINT to their Ray workers so s3:// paths work there too."),

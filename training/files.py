@@ -1,7 +1,8 @@
 """Whole-file writes a reader never sees half done, on a local path or s3://.
 
-Locally the bytes go to a temporary sibling that is renamed over the target (atomic on POSIX). On
-S3 an object appears only when its upload completes, so writing it directly is already atomic.
+Locally `hydralm.atomic.write_atomic` writes them (a fsynced temporary sibling renamed over the
+target, atomic on POSIX, then the directory fsynced). On S3 an object appears only when its upload
+completes, so writing it directly is already atomic.
 Used for label shards, their manifests and the user split: a killed job leaves either the old
 file or the new one, and a re-run trusts every file it finds.
 """
@@ -10,15 +11,13 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from hydralm import atomic
 from hydralm.data.fs import filesystem_for, is_remote
 
 __all__ = ["exists", "read_json", "read_parquet", "write_atomic", "write_json", "write_parquet"]
@@ -31,18 +30,7 @@ def write_atomic(uri: str, data: bytes) -> None:
         with fs.open_output_stream(path) as out:
             out.write(data)
         return
-    target = Path(uri)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic.write_atomic(uri, data)
 
 
 def exists(uri: str) -> bool:

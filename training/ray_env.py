@@ -11,7 +11,7 @@ import pyarrow.fs as pafs
 import ray
 import ray.data
 
-from hydralm.data.fs import filesystem_for, is_remote, s3_endpoint
+from hydralm.data.fs import filesystem_for, is_remote
 from hydralm.settings import env_str
 from training.llm import local_ray
 
@@ -48,26 +48,17 @@ def ray_session(address: str | None = None, *, log_to_driver: bool = True) -> It
 def storage_target(uri: str) -> tuple[str, pafs.FileSystem | None]:
     """(storage_path, storage_filesystem) for Ray Train's RunConfig.
 
-    A local path is used as is. An s3:// URI becomes a bucket/prefix path on a pyarrow
-    S3FileSystem with the HYDRALM_S3_ENDPOINT endpoint. When the driver has AWS_* credentials,
+    A local path is used as is. An s3:// URI becomes a bucket/prefix path on the pyarrow
+    S3FileSystem of `hydralm.s3.arrow_filesystem`. When the driver has AWS_* credentials,
     they are put into the filesystem itself: it is pickled to Ray Train's controller and
     workers, processes that may have been started without them.
     """
     if not is_remote(uri):
         return uri, None
-    fs, path = filesystem_for(uri)
-    if not env_str("AWS_ACCESS_KEY_ID"):
-        return path, fs
-    options: dict[str, str] = {"access_key": env_str("AWS_ACCESS_KEY_ID"),
-                               "secret_key": env_str("AWS_SECRET_ACCESS_KEY")}
-    endpoint = s3_endpoint()
-    if endpoint is not None:
-        options["endpoint_override"], options["scheme"] = endpoint
-    region = env_str("AWS_DEFAULT_REGION") or (
-        None if endpoint is not None else pafs.resolve_s3_region(path.split("/", 1)[0]))
-    if region:
-        options["region"] = region
-    return path, pafs.S3FileSystem(**options)
+    credentials = ((env_str("AWS_ACCESS_KEY_ID"), env_str("AWS_SECRET_ACCESS_KEY"))
+                   if env_str("AWS_ACCESS_KEY_ID") else None)
+    fs, path = filesystem_for(uri, credentials=credentials)
+    return path, fs
 
 
 @contextlib.contextmanager

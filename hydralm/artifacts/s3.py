@@ -8,16 +8,15 @@ both honour.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from hydralm.artifacts.keys import validate_key, validate_prefix
 from hydralm.artifacts.storage import Storage, WriteConflictError
 from hydralm.errors import ArtifactError, ConfigError, NotFoundError
-from hydralm.settings import env_float, env_int, env_str
+from hydralm.s3 import boto3_client, parse_endpoint, s3_settings
 
 __all__ = ["S3Storage"]
 
@@ -33,9 +32,10 @@ def _code(exc: ClientError) -> str:
 
 class S3Storage(Storage):
     """Objects under s3://bucket/prefix/. The endpoint comes from the argument, else the
-    HYDRALM_S3_ENDPOINT knob, else AWS. Credentials come from boto3's usual chain. Every request
-    is bounded: HYDRALM_S3_TIMEOUT_S per connect and read, HYDRALM_S3_MAX_ATTEMPTS attempts, so
-    an endpoint that hangs fails a read in about attempts * timeout instead of minutes."""
+    HYDRALM_S3_ENDPOINT knob, else AWS; the client is `hydralm.s3.boto3_client` (every request
+    bounded by HYDRALM_S3_TIMEOUT_S per connect and read and HYDRALM_S3_MAX_ATTEMPTS attempts, so
+    an endpoint that hangs fails a read in about attempts * timeout instead of minutes).
+    Credentials come from boto3's usual chain."""
 
     def __init__(self, bucket: str, prefix: str = "", endpoint_url: str | None = None,
                  client: Any | None = None) -> None:
@@ -46,12 +46,12 @@ class S3Storage(Storage):
             validate_key(prefix)
         self.bucket = bucket
         self.prefix = f"{prefix}/" if prefix else ""
-        self.endpoint_url = endpoint_url or env_str("HYDRALM_S3_ENDPOINT") or None
-        timeout = env_float("HYDRALM_S3_TIMEOUT_S")
-        self.client = client or boto3.client(
-            "s3", endpoint_url=self.endpoint_url,
-            config=Config(connect_timeout=timeout, read_timeout=timeout, retries={
-                "max_attempts": env_int("HYDRALM_S3_MAX_ATTEMPTS"), "mode": "standard"}))
+        settings = s3_settings()
+        if endpoint_url:
+            settings = replace(settings, endpoint=parse_endpoint(endpoint_url,
+                                                                 source="endpoint_url"))
+        self.endpoint_url = settings.endpoint.url if settings.endpoint else None
+        self.client = client or boto3_client(settings)
 
     @property
     def uri(self) -> str:

@@ -12,12 +12,12 @@ import fcntl
 import hashlib
 import logging
 import os
-import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
 
 from hydralm.artifacts.keys import validate_key, validate_prefix
+from hydralm.atomic import write_atomic
 from hydralm.errors import ArtifactError, ConfigError, NotFoundError
 
 __all__ = ["LocalStorage", "Storage", "WriteConflictError"]
@@ -73,9 +73,9 @@ class Storage(ABC):
         text = os.fspath(uri)
         if text.startswith("s3://"):
             from hydralm.artifacts.s3 import S3Storage
+            from hydralm.s3 import split_s3_uri
 
-            bucket, _, prefix = text[len("s3://"):].partition("/")
-            return S3Storage(bucket, prefix)
+            return S3Storage(*split_s3_uri(text))
         if text.startswith("file://"):
             text = text[len("file://"):]
         if not text or "://" in text:
@@ -89,10 +89,11 @@ class Storage(ABC):
 class LocalStorage(Storage):
     """A directory; keys are relative paths under it.
 
-    put writes a hidden temp file in the target's directory, fsyncs it, then os.replace()s it over
-    the key, so a crash leaves either the old file or the new one (plus at worst a '.tmp-*' file,
-    which is never a valid key and never listed). put_if holds an flock on '<root>/.lock' across
-    read-compare-replace; tokens are the sha256 of the current bytes.
+    put is `hydralm.atomic.write_atomic` (a hidden temp file in the target's directory, fsynced,
+    os.replace()d over the key, the directory fsynced), so a crash leaves either the old file or
+    the new one (plus at worst a '.tmp-*' file, which is never a valid key and never listed).
+    put_if holds an flock on '<root>/.lock' across read-compare-replace; tokens are the sha256 of
+    the current bytes.
     """
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
@@ -112,31 +113,7 @@ class LocalStorage(Storage):
         return path
 
     def put(self, key: str, data: bytes) -> None:
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.parent / f".tmp-{path.name}-{uuid.uuid4().hex}"
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        self._fsync_dir(path.parent)
-
-    @staticmethod
-    def _fsync_dir(directory: Path) -> None:
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        write_atomic(self._path(key), data)
 
     def get(self, key: str) -> bytes:
         try:

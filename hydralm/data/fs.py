@@ -1,21 +1,22 @@
 """Local paths and s3:// URIs behind one pyarrow filesystem, so every reader and writer in hydralm
 handles both the same way.
 
-For s3:// the endpoint comes from the HYDRALM_S3_ENDPOINT knob (e.g. `http://127.0.0.1:8333` for a
-SeaweedFS on loopback); empty means AWS itself. Credentials follow pyarrow's (the AWS SDK's) usual
-chain: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, ~/.aws, instance metadata.
+For s3:// the filesystem comes from `hydralm.s3` (the one S3 access layer, shared with the boto3
+clients): the endpoint from the HYDRALM_S3_ENDPOINT knob (e.g. `http://127.0.0.1:8333` for a
+SeaweedFS on loopback; a bare `host:port` means https; empty means AWS itself), the timeouts and
+attempts of HYDRALM_S3_TIMEOUT_S and HYDRALM_S3_MAX_ATTEMPTS. Credentials follow pyarrow's (the
+AWS SDK's) usual chain: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, ~/.aws, instance metadata.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import quote, urlsplit
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 
 from hydralm.errors import NotFoundError
-from hydralm.settings import env_str
+from hydralm.s3 import arrow_filesystem, split_s3_uri
 
 __all__ = [
     "filesystem_for",
@@ -23,7 +24,6 @@ __all__ = [
     "join_uri",
     "open_input_stream",
     "open_output_stream",
-    "s3_endpoint",
 ]
 
 
@@ -32,38 +32,20 @@ def is_remote(uri: str | Path) -> bool:
     return str(uri).startswith("s3://")
 
 
-def s3_endpoint() -> tuple[str, str] | None:
-    """(endpoint_override, scheme) from HYDRALM_S3_ENDPOINT, or None to use AWS.
-
-    `http://host:port` gives scheme http; a bare `host:port` means https, as the AWS SDK assumes.
-    """
-    raw = env_str("HYDRALM_S3_ENDPOINT").strip()
-    if not raw:
-        return None
-    parts = urlsplit(raw if "://" in raw else f"https://{raw}")
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(
-            f"HYDRALM_S3_ENDPOINT must look like http://host:port or host:port, got {raw!r}")
-    return parts.netloc, parts.scheme
-
-
-def filesystem_for(uri: str | Path) -> tuple[pafs.FileSystem, str]:
+def filesystem_for(uri: str | Path, *, credentials: tuple[str, str] | None = None,
+                   ) -> tuple[pafs.FileSystem, str]:
     """The pyarrow filesystem for `uri` and the path to use on it.
 
-    Local paths are made absolute; `s3://bucket/key` becomes `bucket/key` on an S3FileSystem built
-    by `FileSystem.from_uri` with the configured endpoint (no region lookup when one is set).
+    Local paths are made absolute; `s3://bucket/key` becomes `bucket/key` on the S3FileSystem of
+    `hydralm.s3.arrow_filesystem` (the configured endpoint, timeouts and attempts; `credentials`
+    put into it, see there).
     """
     text = str(uri)
     if not is_remote(text):
         local = text[len("file://"):] if text.startswith("file://") else text
         return pafs.LocalFileSystem(), str(Path(local).expanduser().absolute())
-    endpoint = s3_endpoint()
-    query = ""
-    if endpoint is not None:
-        host, scheme = endpoint
-        query = f"?endpoint_override={quote(host, safe='')}&scheme={scheme}"
-    fs, path = pafs.FileSystem.from_uri(text.rstrip("/") + query)
-    return fs, path
+    bucket, key = split_s3_uri(text)
+    return arrow_filesystem(bucket, credentials=credentials), f"{bucket}/{key}" if key else bucket
 
 
 def join_uri(base: str | Path, *parts: str) -> str:

@@ -6,9 +6,11 @@ The key is the sha256 of the canonical JSON of everything that decides the answe
 messages or prompt, sampling parameters, choices, n); the entry stores the n samples and the
 request they answer.
 
-Storage is a local directory (sharded `ab/cd/<key>.json`, written to a temporary file and renamed
-with os.replace, so many writers - Ray workers - are safe and a reader never sees half a file) or
-`s3://bucket/prefix` (one object per key; an S3 PUT is atomic), endpoint from HYDRALM_S3_ENDPOINT.
+Storage is a local directory (sharded `ab/cd/<key>.json`, each written by
+`hydralm.atomic.write_atomic`: a fsynced temporary file renamed with os.replace, so many writers -
+Ray workers - are safe and a reader never sees half a file) or `s3://bucket/prefix` (one object per
+key; an S3 PUT is atomic) through `hydralm.s3.boto3_client`: the endpoint, timeouts and attempts
+of the HYDRALM_S3_* knobs, as for artifact storage.
 """
 
 from __future__ import annotations
@@ -16,14 +18,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any, Protocol
 
-from hydralm.errors import ConfigError
-from hydralm.settings import env_str
+from hydralm.atomic import write_atomic
+from hydralm.s3 import boto3_client, split_s3_uri
 
 __all__ = ["ResponseCache", "cache_key"]
 
@@ -62,27 +62,13 @@ class _LocalStore:
             return None
 
     def write(self, key: str, data: bytes) -> None:
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{key[:8]}-", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(self._path(key), data)
 
 
 class _S3Store:
     def __init__(self, uri: str) -> None:
-        import boto3  # only when an s3:// cache is configured
-
-        bucket, _, prefix = uri[len("s3://"):].partition("/")
-        if not bucket:
-            raise ConfigError(f"generator cache s3 URI needs a bucket, got {uri!r}")
-        self.bucket, self.prefix = bucket, prefix.strip("/")
-        self.client = boto3.client("s3", endpoint_url=env_str("HYDRALM_S3_ENDPOINT") or None)
+        self.bucket, self.prefix = split_s3_uri(uri)
+        self.client = boto3_client()
         self.missing = self.client.exceptions.NoSuchKey
 
     def _key(self, key: str) -> str:

@@ -1,4 +1,4 @@
-"""Local paths and s3:// URIs resolve to pyarrow filesystems; the S3 endpoint comes from settings."""
+"""Local paths and s3:// URIs resolve to pyarrow filesystems; s3:// ones from hydralm.s3."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from hydralm.data.fs import (
     join_uri,
     open_input_stream,
     open_output_stream,
-    s3_endpoint,
 )
 from hydralm.errors import NotFoundError
+from hydralm.s3 import arrow_filesystem
 
 
 def test_local_paths_become_absolute(tmp_path, monkeypatch):
@@ -34,30 +34,15 @@ def test_local_write_then_read(tmp_path):
         open_input_stream(tmp_path / "missing.bin")
 
 
-@pytest.mark.parametrize("endpoint, expected", [
-    ("", None),
-    ("http://127.0.0.1:8333", ("127.0.0.1:8333", "http")),
-    ("https://s3.example.com", ("s3.example.com", "https")),
-    ("127.0.0.1:9000", ("127.0.0.1:9000", "https")),
-])
-def test_s3_endpoint_from_settings(monkeypatch, endpoint, expected):
-    monkeypatch.setenv("HYDRALM_S3_ENDPOINT", endpoint)
-    assert s3_endpoint() == expected
-
-
-def test_bad_s3_endpoint_names_the_value(monkeypatch):
-    monkeypatch.setenv("HYDRALM_S3_ENDPOINT", "ftp://host:21")
-    with pytest.raises(ValueError, match="'ftp://host:21'"):
-        s3_endpoint()
-
-
 def test_s3_uri_uses_the_configured_endpoint(monkeypatch):
     """No server here: only that s3:// resolves to an S3FileSystem with the override (no I/O)."""
     monkeypatch.setenv("HYDRALM_S3_ENDPOINT", "http://127.0.0.1:8333")
     fs, path = filesystem_for("s3://bucket/prefix/data.json")
     assert is_remote("s3://bucket/prefix/data.json") and not is_remote("/tmp/s3://x")
     assert path == "bucket/prefix/data.json"
-    assert fs.equals(pafs.S3FileSystem(endpoint_override="127.0.0.1:8333", scheme="http"))
-    assert not fs.equals(pafs.S3FileSystem(endpoint_override="127.0.0.1:9", scheme="http"))
+    assert isinstance(fs, pafs.S3FileSystem)
+    assert fs.equals(arrow_filesystem("bucket"))
+    monkeypatch.setenv("HYDRALM_S3_ENDPOINT", "http://127.0.0.1:9")
+    assert not fs.equals(arrow_filesystem("bucket"))
     assert join_uri("s3://bucket/prefix/", "profile", "/bucket=3/") == \
         "s3://bucket/prefix/profile/bucket=3"
