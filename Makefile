@@ -24,14 +24,15 @@ $(STAMP): pyproject.toml
 demo: install
 	$(BIN)/hydralm demo
 
+# Each run ends with its 15 slowest tests (--durations=15): `make test` must stay under 15 minutes.
 test: install
-	$(BIN)/python -m pytest tests -q
+	$(BIN)/python -m pytest tests -q --durations=15
 
 test-unit: install
-	$(BIN)/python -m pytest tests/unit -q
+	$(BIN)/python -m pytest tests/unit -q --durations=15
 
 test-integration: install
-	$(BIN)/python -m pytest tests/integration -q
+	$(BIN)/python -m pytest tests/integration -q --durations=15
 
 lint: install
 	$(BIN)/ruff check .
