@@ -11,8 +11,11 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import traceback
 from importlib.metadata import entry_points
+from pathlib import Path
 
+from hydralm.console import QUIET_COMMANDS, Console, quiet_console, tail
 from hydralm.errors import HydraError
 from hydralm.settings import KNOBS, env_str
 
@@ -42,7 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="HYDRA personalization of a black-box LLM on Ray: data, labels from the "
                     "black box, training, per-user head fitting, serving and evaluation.",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="debug logging; for the job commands (labels, train, fit-users, "
+                             "eval, demo) also Ray's, Ray Data's and vLLM's output on the "
+                             "terminal instead of in their log file (the flag may also follow "
+                             "the command)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     _register_env(subparsers)
     plugins = sorted(entry_points(group="hydralm.commands"), key=lambda e: e.name)
@@ -58,16 +65,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+VERBOSE_FLAGS = ("-v", "--verbose")
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # --verbose anywhere on the line: `hydralm --verbose train ...` or `hydralm train ... -v`.
+    verbose = any(a in VERBOSE_FLAGS for a in argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else env_str("HYDRALM_LOG_LEVEL"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    args = parser.parse_args([a for a in argv if a not in VERBOSE_FLAGS])
+    args.verbose = verbose
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    if args.command in QUIET_COMMANDS and not verbose:
+        with quiet_console(args.command, level=env_str("HYDRALM_LOG_LEVEL")) as console:
+            return _run_quiet(args, console)
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else env_str("HYDRALM_LOG_LEVEL"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     try:
         return int(args.func(args) or 0)
     except HydraError as exc:
@@ -76,6 +93,41 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"hydralm {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _run_quiet(args: argparse.Namespace, console: Console) -> int:
+    """Run a job command whose Ray/vLLM output goes to the console's log file: a failure is
+    one line on the terminal with the log's last lines, its traceback in the log."""
+    name = f"hydralm {args.command}"
+    shown = _shown_path(console.log_path)
+    # A demo's stages (HYDRALM_LOG_FILE set) and the demo itself: the demo names the file.
+    if not env_str("HYDRALM_LOG_FILE") and not getattr(args, "names_its_log", False):
+        print(f"{name}: Ray's, Ray Data's and vLLM's logs go to {shown} (--verbose shows "
+              "them here)", file=console.err, flush=True)
+    try:
+        return int(args.func(args) or 0)
+    except HydraError as exc:
+        log.debug("%s failed", name, exc_info=True)
+        print(f"{name}: error: {exc}\n(log: {shown})", file=console.err, flush=True)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted (log: {shown})", file=console.err, flush=True)
+        return 130
+    except Exception as exc:
+        traceback.print_exc()   # into the log file
+        sys.stderr.flush()
+        first = (str(exc).strip().splitlines() or [""])[0]
+        lines = "\n".join(f"  | {line}" for line in tail(console.log_path, 30))
+        print(f"{name}: failed: {type(exc).__name__}: {first}\nthe last lines of {shown}:\n"
+              f"{lines}", file=console.err, flush=True)
+        return 1
+
+
+def _shown_path(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 if __name__ == "__main__":

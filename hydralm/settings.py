@@ -25,6 +25,10 @@ KNOBS: dict[str, Knob] = {k.name: k for k in [
     Knob("HYDRALM_HOME", ".hydralm",
          "Working directory for local state: prepared models, caches, demo runs, registries."),
     Knob("HYDRALM_LOG_LEVEL", "INFO", "Log level of hydralm's module loggers."),
+    Knob("HYDRALM_LOG_FILE", "",
+         "The log file of a job command (labels, train, fit-users, eval, demo), where Ray's, "
+         "Ray Data's and vLLM's output goes unless --verbose; empty: a new file under "
+         "$HYDRALM_HOME/logs. The demo sets it for the stages it starts."),
     Knob("HYDRALM_GENERATOR_BASE_URL", "",
          "OpenAI-compatible base URL of an external generator (overrides the config's)."),
     Knob("HYDRALM_GENERATOR_API_KEY", "",

@@ -6,23 +6,31 @@ joining this Ray as separate driver processes, so serving and training stay apar
 HYDRA app is deployed on the registry they wrote, a few new users' queries are sent, and the
 non-personalized answer is printed beside the personalized one with the history behind it.
 Everything the demo started is stopped at the end.
+
+The terminal shows the demo's stage lines, one progress bar per long stage, the answers and the
+time each stage took; Ray's, Ray Data's and vLLM's output (the demo's own and its stages') goes
+to one log file, named at the start (`hydralm.console`; `hydralm --verbose demo` shows it all).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+from tqdm import tqdm
 
 from hydralm.config import load_yaml
+from hydralm.console import current, echo, err
 from hydralm.errors import HydraError
 from hydralm.jobconfig import load_job_config
 from hydralm.settings import loopback_ray
@@ -50,36 +58,69 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="the Serve config whose apps are deployed (default: configs/serve.yaml)")
     p.add_argument("--queries", type=int, default=4, help="new users' queries to show (4)")
     p.add_argument("--port", type=int, default=8000, help="Serve HTTP port on 127.0.0.1 (8000)")
-    p.set_defaults(func=cmd_demo)
+    p.set_defaults(func=cmd_demo, names_its_log=True)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     job = load_job_config(args.config)
     apps = _serve_apps(args.serve_config, args.port)
+    console = current()
+    if console is not None:
+        _say(f"Ray's, Ray Data's and vLLM's logs go to {console.log_path} (`hydralm --verbose "
+             "demo` shows them here)")
     import ray
     from ray import serve
 
     loopback_ray()
-    # The replicas' logs (vLLM, Serve) stay in Ray's log files; the training stages print their
-    # own progress. Logical CPUs above the 2 cores: the engine's bundle, the Scorer and a
-    # training stage share the machine in turn, and none must wait for another to release one.
-    for name in ("ray.serve", "httpx"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    ray.init(num_cpus=4, include_dashboard=False, object_store_memory=384 * 1024**2,
-             log_to_driver=False)
-    started = time.monotonic()
+    # Logical CPUs above the 2 cores: the engine's bundle, the Scorer and a training stage share
+    # the machine in turn, and none must wait for another to release one. The replicas' output
+    # (vLLM, Serve) comes to this driver, hence into the log file (or the terminal, verbose).
+    times = StageTimes()
+    with times("Ray start"):
+        ray.init(num_cpus=4, include_dashboard=False, object_store_memory=384 * 1024**2,
+                 log_to_driver=True)
     try:
-        serve.start(http_options={"host": "127.0.0.1", "port": args.port})
-        llm_url = _deploy_llm(apps["hydralm-llm"], args.port)
-        _run_training(args.config, llm_url, ray.get_runtime_context().gcs_address)
-        base = _deploy_hydra(apps["hydralm"], job, llm_url, args.port)
-        _show_answers(base, job, args.queries)
-        _say(f"done in {(time.monotonic() - started) / 60:.1f} min")
+        with times("Ray start"):
+            serve.start(http_options={"host": "127.0.0.1", "port": args.port})
+        with times("generator"):
+            llm_url = _deploy_llm(apps["hydralm-llm"], args.port)
+        _run_training(args, llm_url, ray.get_runtime_context().gcs_address, times)
+        with times("HYDRA app"):
+            base = _deploy_hydra(apps["hydralm"], job, llm_url, args.port)
+        with times("answers"):
+            _show_answers(base, job, args.queries)
+        # The refit loop goes here, on the same Ray, generator and app (a `times(...)` stage
+        # each): append to the history of the users whose queries `_show_answers` returned
+        # (through the app), `hydralm fit-users --refit` (`_run_stage`), answer them again.
     finally:
         _say("stopping Serve and Ray")
-        serve.shutdown()
-        ray.shutdown()
+        with times("shutdown"):
+            serve.shutdown()
+            ray.shutdown()
+        times.report()
     return 0
+
+
+class StageTimes:
+    """Wall time per demo stage, summed over its blocks and reported at the end (`with
+    times("labels"): ...`)."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        start = time.monotonic()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.monotonic() - start
+
+    def report(self) -> None:
+        total = time.monotonic() - self.started
+        stages = ", ".join(f"{name} {s:.0f} s" for name, s in self.seconds.items())
+        _say(f"stage times: {stages}; total {total / 60:.1f} min")
 
 
 def _serve_apps(path: Path, port: int) -> dict[str, dict[str, Any]]:
@@ -100,7 +141,7 @@ def _deploy_llm(app: dict[str, Any], port: int) -> str:
 
     from serving.llm import build_llm_app
 
-    _say("1/5 deploying the embedded generator (vLLM via Ray Serve LLM; about a minute)")
+    _say("1/5 deploying the embedded generator (vLLM via Ray Serve LLM)")
     serve.run(build_llm_app(app["args"]), name=app["name"], route_prefix=app["route_prefix"],
               blocking=False)
     url = f"http://127.0.0.1:{port}{app['route_prefix']}/v1"
@@ -108,14 +149,32 @@ def _deploy_llm(app: dict[str, Any], port: int) -> str:
     return url
 
 
-def _run_training(config: Path, llm_url: str, address: str) -> None:
-    env = {**os.environ, "HYDRALM_GENERATOR_BASE_URL": llm_url, "RAY_ADDRESS": address}
+def _run_training(args: argparse.Namespace, llm_url: str, address: str,
+                  times: StageTimes) -> None:
     for i, stage in enumerate(STAGES, start=2):
-        _say(f"{i}/5 hydralm {stage} --config {config}")
-        cmd = [sys.executable, "-m", "hydralm.cli", stage, "--config", str(config),
-               "--ray-address", address]
-        if subprocess.run(cmd, env=env, check=False).returncode != 0:
-            raise HydraError(f"`hydralm {stage}` failed (see its output above)")
+        _say(f"{i}/5 hydralm {stage} --config {args.config}")
+        with times(stage):
+            _run_stage([stage, "--config", str(args.config), "--ray-address", address], llm_url,
+                       address)
+
+
+def _run_stage(argv: list[str], llm_url: str, address: str) -> None:
+    """Run `hydralm ARGV` as its own driver process on this Ray. Under a quiet console the stage
+    writes its Ray output to the demo's log file and its own lines to the terminal (it is handed
+    the terminal, and the log file by HYDRALM_LOG_FILE)."""
+    env = {**os.environ, "HYDRALM_GENERATOR_BASE_URL": llm_url, "RAY_ADDRESS": address}
+    console = current()
+    cmd = [sys.executable, "-m", "hydralm.cli", *argv]
+    if console is None:
+        cmd.insert(3, "--verbose")
+        streams: dict[str, Any] = {}
+    else:
+        env["HYDRALM_LOG_FILE"] = str(console.log_path)
+        streams = {"stdout": console.out, "stderr": console.err}
+    code = subprocess.run(cmd, env=env, check=False, **streams).returncode
+    if code != 0:
+        raise HydraError(f"`hydralm {' '.join(argv[:1])}` failed with exit code {code} (its "
+                         "error is above)")
 
 
 def _deploy_hydra(app: dict[str, Any], job, llm_url: str, port: int) -> str:
@@ -141,9 +200,9 @@ SHOWN = {"zero_shot": "non-personalized", "rag_bm25": "prompt-personalized (BM25
          "hydra": "personalized (HYDRA)"}
 
 
-def _show_answers(base: str, job, n_queries: int) -> None:
+def _show_answers(base: str, job, n_queries: int) -> list:
     """One query from each of the first `n_queries` new users, answered by every method of
-    SHOWN, with the history items HYDRA's reranker put into the prompt."""
+    SHOWN, with the history items HYDRA's reranker put into the prompt; returns the queries."""
     from hydralm.data import Dataset
 
     split = json.loads(Path(job.paths.split_file).read_text(encoding="utf-8"))
@@ -161,46 +220,53 @@ def _show_answers(base: str, job, n_queries: int) -> None:
             _print_query(q, answers, dataset.profile(q.user_id))
             for method, answer in answers.items():
                 hits[method] += answer["answer"].strip() == (q.gold or "")
-    print(f"\ncorrect on these {len(queries)} queries: "
-          + ", ".join(f"{SHOWN[m]} {n}" for m, n in hits.items())
-          + "\n(a handful of queries says little: `hydralm eval` measures the gains with "
-            "confidence intervals; docs/RESULTS.md has the tables)")
+    echo(f"\ncorrect on these {len(queries)} queries: "
+         + ", ".join(f"{SHOWN[m]} {n}" for m, n in hits.items())
+         + "\n(a handful of queries says little: `hydralm eval` measures the gains with "
+           "confidence intervals; docs/RESULTS.md has the tables)")
+    return queries
 
 
 def _print_query(q, answers: dict[str, dict], profile) -> None:
     hydra = answers["hydra"]
     items = {str(i.get("id")): i for i in profile}
     text = q.input if len(q.input) <= 160 else "..." + q.input[-157:].split(" ", 1)[-1]
-    print("\n" + "=" * 78)
-    print(f"user {q.user_id} (a new user: heads fitted on their own history only)")
-    print(f"query: {text}")
-    print(f"  {'gold answer':<32}: {q.gold}")
+    echo("\n" + "=" * 78)
+    echo(f"user {q.user_id} (a new user: heads fitted on their own history only)")
+    echo(f"query: {text}")
+    echo(f"  {'gold answer':<32}: {q.gold}")
     for method, name in SHOWN.items():
         extra = f"  (heads: {hydra['head']})" if method == "hydra" else ""
-        print(f"  {name:<32}: {answers[method]['answer']!r}{extra}")
-    print("  history behind HYDRA's prompt (the reranker's top items):")
+        echo(f"  {name:<32}: {answers[method]['answer']!r}{extra}")
+    echo("  history behind HYDRA's prompt (the reranker's top items):")
     for item_id in hydra["prompt_item_ids"]:
         item = items.get(item_id, {})
         label = item.get("tag") or item.get("category") or item.get("title") or ""
-        print(f"    - [{label}] {str(item.get('description') or item.get('text') or '')[:60]}")
+        echo(f"    - [{label}] {str(item.get('description') or item.get('text') or '')[:60]}")
     cands = ", ".join(f"{c['text']!r} {c['score']:.3f}" for c in hydra["candidates"])
-    print(f"  the {len(hydra['candidates'])} candidates, adapter scores: {cands}")
+    echo(f"  the {len(hydra['candidates'])} candidates, adapter scores: {cands}")
 
 
 def _wait_ok(url: str, *, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    last = ""
-    while time.monotonic() < deadline:
-        try:
-            resp = httpx.get(url, timeout=5.0)
-            if resp.status_code == 200:
-                return
-            last = f"HTTP {resp.status_code}"
-        except httpx.HTTPError as exc:
-            last = type(exc).__name__
-        time.sleep(1.0)
+    """Poll `url` until it answers 200, showing the time waited; fail after `timeout_s`."""
+    start = time.monotonic()
+    deadline, last = start + timeout_s, ""
+    with tqdm(desc=f"waiting for {what}", bar_format="{desc}: {elapsed}", file=err(),
+              leave=False) as bar:
+        while time.monotonic() < deadline and last != "ready":
+            try:
+                resp = httpx.get(url, timeout=5.0)
+                last = "ready" if resp.status_code == 200 else f"HTTP {resp.status_code}"
+            except httpx.HTTPError as exc:
+                last = type(exc).__name__
+            if last != "ready":
+                time.sleep(1.0)
+                bar.refresh()
+    if last == "ready":
+        _say(f"{what} ready after {time.monotonic() - start:.0f} s")
+        return
     raise HydraError(f"{what} did not become ready at {url} within {timeout_s:.0f} s ({last})")
 
 
 def _say(text: str) -> None:
-    print(f"[demo] {text}", flush=True)
+    echo(f"[demo] {text}")

@@ -16,6 +16,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from hydralm.console import echo
 from hydralm.jobconfig import load_job_config
 from training.llm import embedded_generator
 from training.ray_env import ray_session
@@ -102,20 +103,19 @@ def _models(args: argparse.Namespace) -> list[str]:
 def _print(summary: Any, args: argparse.Namespace, rows: list[dict[str, Any]],
            columns: list[str]) -> None:
     if args.json:
-        print(json.dumps(summary, indent=1, default=str))
+        echo(json.dumps(summary, indent=1, default=str))
         return
     widths = [max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns]
-    print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
+    echo("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
     for row in rows:
-        print("  ".join(str(row.get(c, "")).ljust(w) for c, w in zip(columns, widths,
+        echo("  ".join(str(row.get(c, "")).ljust(w) for c, w in zip(columns, widths,
                                                                        strict=True)))
 
 
 def cmd_labels(args: argparse.Namespace) -> int:
     cfg = load_job_config(args.config)
     stages = ["train", "fit"] if args.stage == "both" else [args.stage]
-    verbose = bool(getattr(args, "verbose", False))
-    with ray_session(args.ray_address, log_to_driver=verbose):
+    with ray_session(args.ray_address):
         plans = plan_label_runs(cfg, _models(args), stages)
         pending = pending_label_shards(plans)
         generator = (embedded_generator(cfg.generator) if pending
@@ -136,7 +136,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     _print(summary, args, summary["models"], ["model", "run", "users", "rows", "epochs",
                                               "global_step", "loss", "resumed_from", "seconds"])
     if not args.json:
-        print(f"published base {summary['base_version']} to {summary['registry']}")
+        echo(f"published base {summary['base_version']} to {summary['registry']}")
     return 0
 
 
@@ -161,6 +161,6 @@ def _cmd_refit(args: argparse.Namespace, cfg) -> int:
             summary = run_refit(cfg, run, base_url=base_url, progress=not args.no_progress)
     _print(summary, args, summary["models"], refit_columns())
     if not args.json:
-        print(f"refit {summary['users_refit']} users in {summary['seconds']} s "
+        echo(f"refit {summary['users_refit']} users in {summary['seconds']} s "
               f"({summary['users_per_s']} users/s, {summary['generator_calls']} generator calls)")
     return 0

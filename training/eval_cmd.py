@@ -11,6 +11,7 @@ import logging
 from typing import Any
 
 from hydralm.config import load_yaml
+from hydralm.console import echo
 from hydralm.data.schema import SYNTHETIC_TASKS, TASK_NAMES
 from hydralm.evaluation import LLM_METHODS, EvalConfig, markdown_table
 from hydralm.evaluation.presets import preset
@@ -144,10 +145,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     for noisy in ("httpx", "bm25s"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     result, paths = run_eval(cfg, ray_address=args.ray_address, progress=not args.no_progress)
-    print(markdown_table(result))
+    echo(markdown_table(result))
     run = result.get("run", {})
-    print(f"generator calls: {run.get('generator_calls')}  queries: {run.get('queries')}  "
+    echo(f"generator calls: {run.get('generator_calls')}  queries: {run.get('queries')}  "
           f"seconds: {run.get('seconds')}")
     for kind, path in paths.items():
-        print(f"{kind}: {path}")
+        echo(f"{kind}: {path}")
     return 0

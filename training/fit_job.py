@@ -35,6 +35,7 @@ import ray.data
 from tqdm import tqdm
 
 from hydralm.artifacts import Registry
+from hydralm.console import err
 from hydralm.data import user_bucket
 from hydralm.data.fs import filesystem_for, join_uri
 from hydralm.errors import NotFoundError
@@ -154,7 +155,7 @@ def _fan_out(cfg: JobConfig, kind: str, version: str, embeddings_uri: str,
     pending = [task.remote(cfg, kind, version, embeddings_uri, b, users, b == crash_bucket)
                for b, users in sorted(buckets.items())]
     results, errors = [], []
-    with tqdm(total=len(pending), desc=f"fit {kind}", unit=" bucket",
+    with tqdm(total=len(pending), desc=f"fit {kind}", unit=" bucket", file=err(),
               disable=not progress) as bar:
         while pending:
             done, pending = ray.wait(pending, num_returns=1)

@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 import ray
 from tqdm import tqdm
 
+from hydralm.console import err
 from hydralm.data import Dataset
 from hydralm.generator import GeneratorClient
 from hydralm.jobconfig import JobConfig
@@ -138,7 +139,7 @@ def _label_pending(cfg: JobConfig, plans: Sequence[LabelPlan], dataset_uri: str,
              for i, plan in enumerate(plans) for s in plan.pending]
     calls = hits = 0
     # Inside quiet_ray_data: a Dataset keeps a copy of the DataContext it was built under.
-    with quiet_ray_data(), tqdm(total=len(items), desc="labels", unit=" shard",
+    with quiet_ray_data(), tqdm(total=len(items), desc="labels", unit=" shard", file=err(),
                                 disable=not progress) as bar:
         labelled = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
             ShardLabeler, fn_constructor_kwargs={"cfg": cfg, "plans": list(plans),

@@ -24,7 +24,6 @@ import ray.train
 import torch
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchConfig, TorchTrainer
-from tqdm import tqdm
 
 from hydralm.artifacts import Registry
 from hydralm.data.fs import join_uri
@@ -33,6 +32,7 @@ from training.bases import TrainedModel, publish_models
 from training.label_store import read_manifest
 from training.loop import CHECKPOINT_FILE, LoopSpec, train_loop
 from training.model_build import build_joint_model
+from training.progress import RemoteBar, driver_bar
 from training.ray_env import storage_target, worker_env
 from training.users import UserSplit
 
@@ -42,9 +42,11 @@ log = logging.getLogger(__name__)
 
 
 class RayTrainSession:
-    """`training.loop.Session` on a Ray Train worker."""
+    """`training.loop.Session` on a Ray Train worker; rank 0's progress goes to `board` (a
+    `training.progress.ProgressBoard` the driver draws), if any."""
 
-    def __init__(self) -> None:
+    def __init__(self, board: Any = None) -> None:
+        self._board = board
         context = ray.train.get_context()
         self.rank = context.get_world_rank()
         self.world_size = context.get_world_size()
@@ -75,35 +77,15 @@ class RayTrainSession:
         if checkpoint_dir is not None:
             shutil.rmtree(checkpoint_dir, ignore_errors=True)  # persisted by report
 
-    def progress(self, total: int, desc: str) -> _RankZeroBar:
-        return _RankZeroBar(total, desc, enabled=self.rank == 0)
-
-
-class _RankZeroBar:
-    """A progress bar shown on the driver (Ray's tqdm) for rank 0 only; a context manager."""
-
-    def __init__(self, total: int, desc: str, *, enabled: bool) -> None:
-        from ray.experimental.tqdm_ray import tqdm as ray_tqdm
-
-        self._bar = ray_tqdm(total=total, desc=desc) if enabled else None
-
-    def update(self, n: int = 1) -> None:
-        if self._bar is not None and n:
-            self._bar.update(n)
-
-    def __enter__(self) -> _RankZeroBar:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self._bar is not None:
-            self._bar.close()
+    def progress(self, total: int, desc: str) -> RemoteBar:
+        return RemoteBar(self._board if self.rank == 0 else None, total, desc)
 
 
 def _worker_loop(config: dict[str, Any]) -> dict[str, Any]:
     spec: LoopSpec = config["spec"]
     if spec.train.torch_threads:
         torch.set_num_threads(spec.train.torch_threads)
-    return train_loop(spec, RayTrainSession())
+    return train_loop(spec, RayTrainSession(config.get("progress")))
 
 
 def run_name(cfg: JobConfig, kind: str, label_files: list[str]) -> str:
@@ -136,8 +118,10 @@ def _trained_from_checkpoint(path: Path, spec: LoopSpec, kind: str, name: str,
 
 
 def train_kind(cfg: JobConfig, split: UserSplit, kind: str, *,
-               crash_once: dict[str, Any] | None = None) -> tuple[TrainedModel, dict[str, Any]]:
-    """Train one kind with TorchTrainer; return the trained model and the run's summary."""
+               crash_once: dict[str, Any] | None = None,
+               progress: Any = None) -> tuple[TrainedModel, dict[str, Any]]:
+    """Train one kind with TorchTrainer; return the trained model and the run's summary.
+    `progress`: a ProgressBoard for rank 0's steps (training/progress.py)."""
     manifest = read_manifest(cfg, kind, "train")
     directory = cfg.paths.labels_dir(kind, "train")
     label_files = [join_uri(directory, s["name"]) for s in manifest["shards"]]
@@ -147,7 +131,7 @@ def train_kind(cfg: JobConfig, split: UserSplit, kind: str, *,
     name = run_name(cfg, kind, label_files)
     t = cfg.train
     trainer = TorchTrainer(
-        _worker_loop, train_loop_config={"spec": spec},
+        _worker_loop, train_loop_config={"spec": spec, "progress": progress},
         torch_config=TorchConfig(backend="nccl" if t.use_gpu else "gloo"),
         scaling_config=ScalingConfig(num_workers=t.num_workers, use_gpu=t.use_gpu,
                                      resources_per_worker={"CPU": t.cpus_per_worker}),
@@ -177,8 +161,9 @@ def run_train(cfg: JobConfig, split: UserSplit, kinds: list[str], *,
               progress: bool = True) -> dict[str, Any]:
     """Train `kinds` in order, then publish them together; returns the summaries."""
     trained, summaries = [], []
-    for kind in tqdm(kinds, desc="train", unit=" model", disable=not progress):
-        model, summary = train_kind(cfg, split, kind, crash_once=crash_once)
+    for kind in kinds:
+        with driver_bar(f"train {kind}", enabled=progress) as board:
+            model, summary = train_kind(cfg, split, kind, crash_once=crash_once, progress=board)
         trained.append(model)
         summaries.append(summary)
     registry = Registry(cfg.paths.registry)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from tqdm import tqdm
 
+from hydralm.console import err
 from hydralm.evaluation.reference import history_knn, oracle_best
 from hydralm.pipeline import METHODS, HistoryStore, Personalizer
 
@@ -139,7 +140,7 @@ async def run_queries(personalizer: Personalizer, queries: Sequence[EvalQuery],
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, got {concurrency!r}")
     slots = asyncio.Semaphore(concurrency)
-    bar = tqdm(total=len(queries), desc=desc, unit=" query", disable=not progress)
+    bar = tqdm(total=len(queries), desc=desc, unit=" query", file=err(), disable=not progress)
 
     async def bounded(query: EvalQuery) -> QueryOutcome:
         async with slots:
