@@ -10,7 +10,7 @@ routes run inside the Serve ingress (serving/app.py) and under a plain test clie
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Annotated, Literal, TypeVar
@@ -94,13 +94,16 @@ class Context:
         try:
             out = await call
         finally:
-            stats = getattr(self.service.generator, "stats", None)  # GeneratorClient's counters
-            if stats is not None:
-                self.metrics.generator(stats)
+            self._generator_stats()
         result: PersonalizeResult = out.result if isinstance(out, Answer) else out
         self.metrics.stages(route, result.timings_ms)
         self.metrics.heads(result.heads)
         return out
+
+    def _generator_stats(self) -> None:
+        stats = getattr(self.service.generator, "stats", None)  # GeneratorClient's counters
+        if stats is not None:
+            self.metrics.generator(stats)
 
     def timed(self, route: str, stage: str, start: float) -> None:
         self.metrics.stages(route, {stage: (time.perf_counter() - start) * 1000.0})
@@ -121,6 +124,34 @@ class Context:
         answer = await self.pipeline(route, self.service.complete(
             user, body.model, query, n=body.choices_wanted(), max_tokens=max_tokens,
             temperature=body.temperature, options=body.sampling_options(), seed=body.seed))
+        return self._completed(grant, user, answer, echo)
+
+    async def stream(self, route: str, grant: KeyGrant | None, user: str,
+                     body: ChatCompletionRequest | CompletionRequest, query: str,
+                     max_tokens: int | None, echo: str = "") -> AsyncIterator[str | Completed]:
+        """A streamed answer: the generator's text as it comes for methods that answer with one
+        sample (then the Completed), else the Completed once the pipeline has chosen."""
+        if not self.service.streams_live(body.model, body.seed):
+            yield await self.complete(route, grant, user, body, query, max_tokens, echo)
+            return
+        if echo:
+            yield echo
+        try:
+            async for piece in self.service.complete_stream(
+                    user, body.model, query, max_tokens=max_tokens,
+                    temperature=body.temperature, options=body.sampling_options()):
+                if isinstance(piece, str):
+                    yield piece
+                else:
+                    self.metrics.stages(route, piece.result.timings_ms)
+                    self.metrics.heads(piece.result.heads)
+                    yield self._completed(grant, user, piece, echo)
+        finally:
+            self._generator_stats()
+
+    def _completed(self, grant: KeyGrant | None, user: str, answer: Answer,
+                   echo: str) -> Completed:
+        """The answer as the routes send it; its generator tokens charged to the key."""
         r = answer.result
         key_id, limit = self.auth.rate_limit(grant)
         self.limiter.spend_tokens(key_id, limit, r.prompt_tokens + r.completion_tokens)
@@ -171,9 +202,9 @@ def _hydra_headers(hydra: HydraInfo) -> dict[str, str]:
 
 def _stream(ctx: Context, route: str, kind: Literal["chat", "text"],
             body: ChatCompletionRequest | CompletionRequest,
-            run: Callable[[], Awaitable[Completed]]) -> StreamingResponse:
+            source: Callable[[], AsyncIterator[str | Completed]]) -> StreamingResponse:
     writer = ChunkWriter(kind, body.model, include_usage=body.include_usage())
-    return sse_response(writer, body.choices_wanted(), run,
+    return sse_response(writer, body.choices_wanted(), source,
                         on_error=lambda code: ctx.metrics.stream_error(route, code))
 
 
@@ -185,10 +216,10 @@ async def chat_completions(body: ChatCompletionRequest, grant: Grant, ctx: Ctx,
     body.refusals()
     body.check_limits(ctx.limits)
     route = "/v1/chat/completions"
-    run = partial(ctx.complete, route, grant, user, body, body.query(), body.token_limit())
+    args = (route, grant, user, body, body.query(), body.token_limit())
     if body.stream:
-        return _stream(ctx, route, "chat", body, run)
-    done = await run()
+        return _stream(ctx, route, "chat", body, partial(ctx.stream, *args))
+    done = await ctx.complete(*args)
     response.headers.update(_hydra_headers(done.hydra))
     return ChatCompletionResponse.of(body.model, done.texts, done.finish_reasons, done.usage,
                                      done.hydra)
@@ -203,11 +234,10 @@ async def completions(body: CompletionRequest, grant: Grant, ctx: Ctx,
     body.check_limits(ctx.limits)
     route = "/v1/completions"
     query = body.query()
-    run = partial(ctx.complete, route, grant, user, body, query, body.max_tokens,
-                  echo=query if body.echo else "")
+    args = (route, grant, user, body, query, body.max_tokens, query if body.echo else "")
     if body.stream:
-        return _stream(ctx, route, "text", body, run)
-    done = await run()
+        return _stream(ctx, route, "text", body, partial(ctx.stream, *args))
+    done = await ctx.complete(*args)
     response.headers.update(_hydra_headers(done.hydra))
     return CompletionResponse.of(body.model, done.texts, done.finish_reasons, done.usage,
                                  done.hydra)

@@ -65,7 +65,9 @@ FIELDS: dict[str, FieldPolicy] = {
     "service_tier": FieldPolicy("ignored", "one tier"),
     "stop": FieldPolicy("applied", "sent to the generator (up to 4)"),
     "store": FieldPolicy("ignored", "nothing is stored"),
-    "stream": FieldPolicy("applied", "server-sent events; the answer streams once chosen"),
+    "stream": FieldPolicy("applied", "server-sent events: single-answer methods relay the "
+                                     "generator's text, adapter methods send the answer once "
+                                     "chosen"),
     "stream_options": FieldPolicy("applied", "`include_usage` applied when streaming; "
                                              "`include_obfuscation` ignored"),
     "suffix": FieldPolicy("refused", "refused when not empty: no insertion"),

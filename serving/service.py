@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from hydralm.errors import HistoryConflictError
@@ -103,12 +103,15 @@ class HydraService:
         if method not in METHODS:
             raise InvalidRequest(f"method: unknown method {method!r}; choose one of "
                                  f"{sorted(METHODS)}", param="method")
-        personalizer = Personalizer(
+        return await self._personalizer(max_tokens).run(
+            user, query, method, n_candidates=n_candidates, temperature=temperature,
+            options=options, seed=seed)
+
+    def _personalizer(self, max_tokens: int | None) -> Personalizer:
+        return Personalizer(
             self.task, self.scorer, self.generator, self.history,
             k_retrieve=self.settings.k_retrieve, k_prompt=self.settings.k_prompt,
             max_tokens=max_tokens, sampling=self.settings.sampling)
-        return await personalizer.run(user, query, method, n_candidates=n_candidates,
-                                      temperature=temperature, options=options, seed=seed)
 
     async def complete(self, user: str, model: str, query: str, *, n: int = 1,
                        max_tokens: int | None = None, temperature: float | None = None,
@@ -124,13 +127,37 @@ class HydraService:
         result = await self.personalize(user, query, method=method, n_candidates=samples,
                                         max_tokens=max_tokens, temperature=temperature,
                                         options=options, seed=seed)
-        # Best first, ties to the earlier sample: order[0] is the pipeline's own pick.
+        # The pipeline's pick first (the selection guard may overrule the best score), then
+        # the others best score first, ties to the earlier sample.
         scores = result.adapter_scores or [0.0] * len(result.candidates)
         order = sorted(range(len(result.candidates)), key=lambda i: (-scores[i], i))
+        pick = next((i for i in order if result.candidates[i] == result.answer), None)
+        if pick is not None:
+            order = [pick] + [i for i in order if i != pick]
         texts = [result.candidates[i] for i in order[:n]] or [result.answer]
         reasons = [result.finish_reasons[i] for i in order[:n]] or ["stop"]
-        assert texts[0] == result.answer, "ranking disagrees with the pipeline's pick"
         return Answer(texts=texts, finish_reasons=reasons, method=method, result=result)
+
+    def streams_live(self, model: str, seed: int | None) -> bool:
+        """Whether a streamed answer of `model` can come as the generator writes it: methods
+        that answer with one sample, unseeded (a seeded call comes from the seed memo)."""
+        return METHODS[self.method_for_model(model)].selection != "adapter" and seed is None
+
+    async def complete_stream(self, user: str, model: str, query: str, *,
+                              max_tokens: int | None = None, temperature: float | None = None,
+                              options: SamplingOptions | None = None
+                              ) -> AsyncIterator[str | Answer]:
+        """complete() for a method that answers with one sample (streams_live): the answer's
+        text in pieces as the generator writes it, then the Answer."""
+        method = self.method_for_model(model)
+        personalizer = self._personalizer(max_tokens)
+        async for piece in personalizer.stream(user, query, method, temperature=temperature,
+                                               options=options):
+            if isinstance(piece, str):
+                yield piece
+            else:
+                yield Answer(texts=[piece.answer], finish_reasons=piece.finish_reasons,
+                             method=method, result=piece)
 
     # ---- the two models alone ---------------------------------------------------------------
 

@@ -1,13 +1,14 @@
 """Server-sent events in OpenAI's chunk format for `stream: true`.
 
-HYDRA's answer is a choice among complete candidates, so it cannot stream token by token as the
-generator writes. The stream opens at once (status 200; for chat, a first chunk per choice with
-`role: assistant`), the pipeline runs, and the chosen answer then streams in word-sized pieces;
-each choice's last chunk has its `finish_reason`, the last of all also the `hydra` extension; with
-`stream_options.include_usage` every chunk has `usage: null` and one more chunk (`choices: []`)
-has the usage. `data: [DONE]` ends every stream. An error after the stream opened is OpenAI's
-convention: one `data: {"error": {...}}` event (the `openai` client raises it as an APIError),
-then `data: [DONE]`.
+The stream opens at once (status 200; for chat, a first chunk per choice with `role:
+assistant`). A method that answers with one sample (zero_shot, icl_random, rag_bm25,
+hydra_reranker; unseeded) then relays the generator's text as it is written, after retrieval and
+reranking. HYDRA's adapter methods choose among complete candidates, so their chosen answer
+streams in word-sized pieces once chosen. Each choice's last chunk has its `finish_reason`, the
+last of all also the `hydra` extension; with `stream_options.include_usage` every chunk has
+`usage: null` and one more chunk (`choices: []`) has the usage. `data: [DONE]` ends every stream.
+An error after the stream opened is OpenAI's convention: one `data: {"error": {...}}` event (the
+`openai` client raises it as an APIError), then `data: [DONE]`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -90,12 +91,18 @@ class ChunkWriter:
             return []
         return [self._chunk([self._choice(i, "", role=True)]) for i in range(n)]
 
-    def answer(self, done: Completed) -> list[dict[str, Any]]:
-        """The chosen texts piece by piece, each choice's finish chunk, then the usage chunk."""
+    def piece(self, index: int, text: str) -> dict[str, Any]:
+        """One piece of choice `index`'s text."""
+        return self._chunk([self._choice(index, text)])
+
+    def answer(self, done: Completed, *, text_sent: bool = False) -> list[dict[str, Any]]:
+        """The chosen texts piece by piece (unless `text_sent`: they went out as the generator
+        wrote them), each choice's finish chunk, then the usage chunk."""
         chunks = []
         last = len(done.texts) - 1
         for i, (text, reason) in enumerate(zip(done.texts, done.finish_reasons, strict=True)):
-            chunks += [self._chunk([self._choice(i, p)]) for p in split_text(text)]
+            if not text_sent:
+                chunks += [self.piece(i, p) for p in split_text(text)]
             extra = {"hydra": done.hydra.model_dump()} if i == last else {}
             chunks.append(self._chunk([self._choice(i, None, finish_reason=reason)], **extra))
         if self.include_usage:
@@ -103,12 +110,19 @@ class ChunkWriter:
         return chunks
 
 
-async def _events(writer: ChunkWriter, n: int, run: Callable[[], Awaitable[Completed]],
+async def _events(writer: ChunkWriter, n: int,
+                  source: Callable[[], AsyncIterator[str | Completed]],
                   on_error: Callable[[str | None], None]) -> AsyncIterator[bytes]:
     for chunk in writer.opening(n):
         yield event(chunk)
+    done, live = None, False
     try:
-        done = await run()
+        async for item in source():
+            if isinstance(item, str):  # the generator's text as it comes (choice 0)
+                live = True
+                yield event(writer.piece(0, item))
+            else:
+                done = item
     except Exception as exc:  # noqa: BLE001 - after the 200, every error becomes an error event
         mapped = map_exception(exc)
         log.log(logging.ERROR if mapped.status >= 500 else logging.INFO,
@@ -118,13 +132,16 @@ async def _events(writer: ChunkWriter, n: int, run: Callable[[], Awaitable[Compl
         yield event(error_body(mapped))
         yield DONE
         return
-    for chunk in writer.answer(done):
+    assert done is not None, "a completion stream ends with its Completed"
+    for chunk in writer.answer(done, text_sent=live):
         yield event(chunk)
     yield DONE
 
 
-def sse_response(writer: ChunkWriter, n: int, run: Callable[[], Awaitable[Completed]], *,
+def sse_response(writer: ChunkWriter, n: int,
+                 source: Callable[[], AsyncIterator[str | Completed]], *,
                  on_error: Callable[[str | None], None]) -> StreamingResponse:
-    """The streamed response; `run` makes the answer once the stream is open."""
-    return StreamingResponse(_events(writer, n, run, on_error), media_type="text/event-stream",
+    """The streamed response; `source` makes the answer once the stream is open: text pieces of
+    choice 0 as they come (if any), then the Completed."""
+    return StreamingResponse(_events(writer, n, source, on_error), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

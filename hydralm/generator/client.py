@@ -18,7 +18,7 @@ import logging
 import random
 import time
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -48,6 +48,7 @@ from hydralm.generator.protocol import (
     usage_tokens,
 )
 from hydralm.generator.retry import backoff_delay, is_retryable_status, parse_retry_after
+from hydralm.generator.sse import parse_stream_line
 from hydralm.generator.stats import GeneratorStats
 
 __all__ = ["GeneratorClient"]
@@ -163,6 +164,71 @@ class GeneratorClient:
             while len(self._seeded) > self.config.seed_memo_size:
                 self._seeded.popitem(last=False)
         return samples
+
+    async def chat_stream(self, messages: Sequence[Mapping[str, Any]], *,
+                          temperature: float = 0.0, max_tokens: int | None = None,
+                          choices: Sequence[str] | None = None,
+                          options: SamplingOptions | None = None) -> AsyncIterator[str | Samples]:
+        """One chat answer as the server writes it: text pieces, then its Samples (the whole
+        text, finish reason, token counts). One attempt, never retried (the caller may already
+        have passed text on), through the circuit breaker; failures are the typed errors. Not
+        for `openai_json_schema` choices (their JSON is parsed whole)."""
+        req = ChatRequest(messages=tuple(messages), temperature=temperature,
+                          max_tokens=max_tokens, choices=tuple(choices) if choices else None,
+                          options=options)
+        body = {**request_body(req, model=self.config.model, n=1,
+                               default_max_tokens=self.config.max_tokens,
+                               style=self.config.structured_outputs_style),
+                "stream": True, "stream_options": {"include_usage": True}}
+        url = f"{self.base_url}/{req.endpoint}"
+        self._admit(url, 1, None)
+        self.stats.calls += 1
+        http, slots = self._session()
+        text, reason, tokens = "", "stop", (0, 0)
+        try:
+            async with slots:
+                self.stats.requests += 1
+                async with http.stream("POST", url, json=body, headers=self._headers) as resp:
+                    if resp.status_code != 200:
+                        await resp.aread()
+                        self._read(req, resp, 0.0)  # raises the status' failure
+                        raise _RetryableFailure(GeneratorBadResponse, "a stream answered "
+                                                f"{resp.status_code}", resp.status_code)
+                    async for line in resp.aiter_lines():
+                        piece = parse_stream_line(line)
+                        if piece is None or piece.done:
+                            continue
+                        if piece.text:
+                            text += piece.text
+                            yield piece.text
+                        reason = piece.finish_reason or reason
+                        tokens = piece.usage or tokens
+        except (_RetryableFailure, _Rejected, ValueError, httpx.HTTPError) as exc:
+            raise self._stream_failure(exc, url) from exc
+        except BaseException:
+            self.breaker.abandon()  # cancelled or closed early: says nothing about the server
+            raise
+        self.breaker.record_success()
+        self.stats.prompt_tokens += tokens[0]
+        self.stats.completion_tokens += tokens[1]
+        yield Samples([text], [reason], *tokens)
+
+    def _stream_failure(self, exc: Exception, url: str) -> GeneratorCallError:
+        """The typed error of a failed stream (counted; the breaker told unless the server
+        only refused this request)."""
+        self.stats.errors += 1
+        if isinstance(exc, _Rejected):
+            self.breaker.record_success()
+            return GeneratorRequestRejected(exc.detail, attempts=1, last_status=exc.status,
+                                            url=url)
+        self._breaker_failure()
+        if isinstance(exc, _RetryableFailure):
+            return exc.kind(exc.detail, attempts=1, last_status=exc.status, url=url)
+        if isinstance(exc, httpx.TimeoutException):
+            return GeneratorTimeout(f"stream stalled: {exc!r}", attempts=1, url=url)
+        if isinstance(exc, ValueError):
+            return GeneratorBadResponse(f"malformed stream: {exc}", attempts=1, url=url)
+        return GeneratorUnavailable(f"stream failed: {exc!r}", attempts=1, url=url)
 
     async def generate_many(self, requests: Sequence[Request]) -> list[list[str]]:
         """The samples of each request, in order, at most max_concurrency in flight."""

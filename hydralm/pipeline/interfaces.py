@@ -5,7 +5,7 @@ history store, and a text generator (`hydralm.generator.GeneratorClient`)."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -74,3 +74,8 @@ class Generator(Protocol):
                            options: SamplingOptions | None = None,
                            seed: int | None = None) -> Samples:
         """chat() with each sample's finish reason and the token counts (serving's `usage`)."""
+
+    def chat_stream(self, messages: list[dict], *, temperature: float = 0.0,
+                    max_tokens: int | None = None, choices: list[str] | None = None,
+                    options: SamplingOptions | None = None) -> AsyncIterator[str | Samples]:
+        """One answer's text in pieces as the generator writes it, then its Samples."""

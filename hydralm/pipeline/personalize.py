@@ -11,10 +11,11 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Literal
 
-from hydralm.generator.protocol import SamplingOptions
+from hydralm.generator.protocol import Samples, SamplingOptions
 from hydralm.pipeline.candidates import CandidateSampling
 from hydralm.pipeline.interfaces import Generator, HistoryStore, PairScorer
 from hydralm.pipeline.pairs import adapter_pairs, reranker_pairs
@@ -98,10 +99,8 @@ class Personalizer:
         spec = _method(method)
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        profile = self.history.get(user_id)
-        items, retrieved_ids, rerank_scores, heads = await self._select_items(
-            spec, user_id, query_input, profile, timings)
-        prompt = self.task.rag_prompt(query_input, items) if items else query_input
+        prompt, items, retrieved_ids, rerank_scores, heads = await self._prompt(
+            spec, user_id, query_input, timings)
         t = time.perf_counter()
         messages = [{"role": "user", "content": prompt}]
         if spec.selection == "adapter":
@@ -134,6 +133,48 @@ class Personalizer:
             adapter_scores=adapter_scores, heads=heads, timings_ms=timings, selection=how,
             finish_reasons=samples.finish_reasons, prompt_tokens=samples.prompt_tokens,
             completion_tokens=samples.completion_tokens)
+
+    async def stream(self, user_id: str, query_input: str, method: str, *,
+                     temperature: float | None = None,
+                     options: SamplingOptions | None = None
+                     ) -> AsyncIterator[str | PersonalizeResult]:
+        """run() for a method that answers with one sample: the answer's text in pieces as the
+        generator writes them, then the PersonalizeResult. Adapter methods cannot stream (their
+        answer is chosen among complete candidates): ValueError."""
+        spec = _method(method)
+        if spec.selection == "adapter":
+            raise ValueError(f"method {method!r} chooses among candidates; it cannot stream")
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        prompt, items, retrieved_ids, rerank_scores, heads = await self._prompt(
+            spec, user_id, query_input, timings)
+        t = time.perf_counter()
+        samples: Samples | None = None
+        async for piece in self.generator.chat_stream(
+                [{"role": "user", "content": prompt}], temperature=temperature or 0.0,
+                max_tokens=self.max_tokens, choices=self.task.choices(), options=options):
+            if isinstance(piece, str):
+                yield piece
+            else:
+                samples = piece
+        assert samples is not None, "a generator stream ends with its Samples"
+        timings["generate_ms"] = _ms(t)
+        timings["total_ms"] = _ms(t0)
+        yield PersonalizeResult(
+            answer=samples.texts[0], prompt=prompt, retrieved_ids=retrieved_ids,
+            rerank_scores=rerank_scores, prompt_item_ids=[str(i.get("id", "")) for i in items],
+            candidates=samples.texts, heads=heads, timings_ms=timings,
+            finish_reasons=samples.finish_reasons, prompt_tokens=samples.prompt_tokens,
+            completion_tokens=samples.completion_tokens)
+
+    async def _prompt(self, spec: MethodSpec, user_id: str, query_input: str,
+                      timings: dict[str, float]):
+        """(prompt, items in it, retrieved ids, rerank scores, heads) of one query."""
+        profile = self.history.get(user_id)
+        items, retrieved_ids, rerank_scores, heads = await self._select_items(
+            spec, user_id, query_input, profile, timings)
+        prompt = self.task.rag_prompt(query_input, items) if items else query_input
+        return prompt, items, retrieved_ids, rerank_scores, heads
 
     async def _select_items(self, spec: MethodSpec, user_id: str, query_input: str,
                             profile: list[dict], timings: dict[str, float]):

@@ -129,6 +129,11 @@ def test_openai_streaming_with_usage(oa):
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens >= 4
     legacy = oa.completions.create(model="hydralm", prompt=QUESTION, stream=True)
     assert "".join(c.choices[0].text for c in legacy) in _labels()
+    # a single-answer method relays vLLM's own stream, piece by piece
+    live = list(oa.chat.completions.create(model="hydralm:zero_shot", messages=MESSAGES,
+                                           stream=True, stream_options={"include_usage": True}))
+    pieces = [c.choices[0].delta.content for c in live if c.choices and c.choices[0].delta.content]
+    assert "".join(pieces) in _labels() and live[-1].usage.completion_tokens >= 1
 
 
 def test_langchain_invoke_stream_batch(base_url):

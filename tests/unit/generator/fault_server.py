@@ -128,6 +128,21 @@ def _answer(path: str, body: dict[str, Any], number: int, limit: int | None) -> 
                                           "total_tokens": 5 + 3 * n}}
 
 
+def _as_events(answer: dict[str, Any]) -> bytes:
+    """A chat answer as a vLLM-style stream: choice 0 word by word, its finish chunk, the usage
+    chunk, [DONE]."""
+    text = answer["choices"][0]["message"]["content"]
+    words = text.split(" ")
+    pieces = [w if i == 0 else " " + w for i, w in enumerate(words)]
+    chunks = [{"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}]
+    chunks += [{"choices": [{"index": 0, "delta": {"content": p}, "finish_reason": None}]}
+               for p in pieces]
+    chunks.append({"choices": [{"index": 0, "delta": {}, "finish_reason": "length"}]})
+    chunks.append({"choices": [], "usage": answer["usage"]})
+    return b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks) + \
+        b"data: [DONE]\n\n"
+
+
 def _handler_for(server: FaultServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -137,9 +152,9 @@ def _handler_for(server: FaultServer) -> type[BaseHTTPRequestHandler]:
 
         def _send(self, status: int, payload: bytes, headers: dict[str, str] | None = None) -> None:
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            headers = {"Content-Type": "application/json", **(headers or {})}
             self.send_header("Content-Length", str(len(payload)))
-            for key, value in (headers or {}).items():
+            for key, value in headers.items():
                 self.send_header(key, value)
             self.end_headers()
             self.wfile.write(payload)
@@ -172,7 +187,10 @@ def _handler_for(server: FaultServer) -> type[BaseHTTPRequestHandler]:
                 if action.gather:
                     server._gather(action.gather, action.total)
                 body = server.bodies[number - 1]
-                self._send(200, json.dumps(_answer(self.path, body, number, action.choices))
-                           .encode())
+                answer = _answer(self.path, body, number, action.choices)
+                if body.get("stream"):
+                    self._send(200, _as_events(answer), {"Content-Type": "text/event-stream"})
+                else:
+                    self._send(200, json.dumps(answer).encode())
 
     return Handler

@@ -271,3 +271,37 @@ def test_seed_memo_size_zero_ignores_seeds(server, make_client):
 
     asyncio.run(calls())
     assert server.count == 2
+
+
+def _stream(client, **kwargs):
+    async def go():
+        async with client:
+            return [p async for p in client.chat_stream(HELLO, **kwargs)]
+
+    return asyncio.run(go())
+
+
+def test_chat_stream_yields_pieces_then_the_samples(server, make_client):
+    client = make_client()
+    parts = _stream(client, max_tokens=4, options=SamplingOptions(stop=("\n",)))
+    *pieces, samples = parts
+    assert pieces == ["sample", " 1-0"] and samples.texts == ["sample 1-0"]
+    assert (samples.finish_reasons, samples.prompt_tokens, samples.completion_tokens) == (
+        ["length"], 5, 3)
+    body = server.bodies[0]
+    assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
+    assert body["stop"] == ["\n"] and "seed" not in body
+    assert (client.stats.calls, client.stats.requests, client.stats.completion_tokens) == (1, 1, 3)
+
+
+@pytest.mark.parametrize("action, error", [
+    (Action.fail(503), GeneratorUnavailable),
+    (Action.fail(400), GeneratorRequestRejected),
+    (Action("drop"), GeneratorUnavailable),
+])
+def test_a_failed_stream_is_a_typed_error_without_retry(server, make_client, action, error):
+    server.script(action)
+    client = make_client()
+    with pytest.raises(error):
+        _stream(client)
+    assert server.count == 1 and client.stats.errors == 1

@@ -99,3 +99,18 @@ def test_options_enter_the_cache_key_only_when_set():
     key = {"model": "m", "default_max_tokens": 8}
     assert cache_payload(plain, **key) == cache_payload(same, **key)
     assert cache_payload(stopped, **key)["stop"] == ["\n"]
+
+
+def test_stream_lines():
+    from hydralm.generator.sse import parse_stream_line
+
+    assert parse_stream_line("") is None and parse_stream_line(": keep-alive") is None
+    assert parse_stream_line("data: [DONE]").done
+    piece = parse_stream_line('data: {"choices": [{"index": 0, "delta": {"content": "hi"}, '
+                              '"finish_reason": "length"}], "usage": {"prompt_tokens": 3, '
+                              '"completion_tokens": 1}}')
+    assert (piece.text, piece.finish_reason, piece.usage) == ("hi", "length", (3, 1))
+    with pytest.raises(ValueError, match="error"):
+        parse_stream_line('data: {"error": {"message": "engine dead"}}')
+    with pytest.raises(ValueError):
+        parse_stream_line("data: {not json")

@@ -48,6 +48,14 @@ class CannedGenerator:
         return Samples(texts, ["length" if t == "x" else "stop" for t in texts],
                        prompt_tokens=10, completion_tokens=sum(len(t.split()) for t in texts))
 
+    async def chat_stream(self, messages, *, temperature=0.0, max_tokens=None, choices=None,
+                          options=None):
+        self.calls.append({"messages": messages, "n": 1, "max_tokens": max_tokens,
+                           "temperature": temperature, "options": options, "stream": True})
+        for piece in ("sci-fi", " robots"):
+            yield piece
+        yield Samples(["sci-fi robots"], ["length"], prompt_tokens=7, completion_tokens=2)
+
 
 class RecordingMetrics(ServingMetrics):
     def __init__(self) -> None:

@@ -196,7 +196,7 @@ DONE_ANSWER = Completed(texts=["sci-fi robots", "drama"], finish_reasons=["stop"
 
 
 async def _answer():
-    return DONE_ANSWER
+    yield DONE_ANSWER
 
 
 def test_chat_stream_frames_role_content_finish_usage_done():
@@ -226,11 +226,25 @@ def test_text_stream_without_usage_has_no_usage_key():
                    if c["choices"][0]["index"] == 0) == "sci-fi robots"
 
 
+def test_live_pieces_are_sent_as_they_come_and_not_again():
+    async def live():
+        yield "sci-fi"
+        yield " robots"
+        yield Completed(texts=["sci-fi robots"], finish_reasons=["stop"], usage=Usage.of(3, 2),
+                        hydra=HydraInfo(user="alice", method="zero_shot", head="none"))
+
+    events, _ = _collect(ChunkWriter("chat", "hydralm", include_usage=False), 1, live)
+    contents = [c["choices"][0]["delta"].get("content") for c in events[:-1]]
+    assert contents == ["", "sci-fi", " robots", None]
+    assert events[-2]["choices"][0]["finish_reason"] == "stop"
+
+
 def test_an_error_after_the_stream_opened_is_an_error_event_then_done():
     from hydralm.generator import GeneratorUnavailable
 
     async def fail():
         raise GeneratorUnavailable("connection refused", attempts=3, url="http://127.0.0.1:9")
+        yield  # an async generator, as the routes' sources are
 
     events, errors = _collect(ChunkWriter("chat", "hydralm", include_usage=False), 1, fail)
     assert events[0]["choices"][0]["delta"]["role"] == "assistant"

@@ -47,6 +47,24 @@ def test_the_sdk_streams_text_completions_with_echo(client):
     assert "".join(c.choices[0].text for c in stream) == "robots sci-fi robots"
 
 
+def test_single_answer_methods_relay_the_generators_stream(client):
+    _, oa = _sdk(client)
+    stream = oa.chat.completions.create(model="hydralm:zero_shot", user="alice", stream=True,
+                                        messages=CHAT["messages"], temperature=0.4,
+                                        stream_options={"include_usage": True})
+    chunks = list(stream)
+    assert client.generator.calls[-1]["stream"] is True  # not the complete-then-split path
+    assert client.generator.calls[-1]["temperature"] == 0.4
+    assert [c.choices[0].delta.content for c in chunks if c.choices] == [
+        "", "sci-fi", " robots", None]
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "length"
+    assert chunks[-1].usage.total_tokens == 9
+    seeded = list(oa.chat.completions.create(model="hydralm:zero_shot", user="alice",
+                                             stream=True, seed=1, messages=CHAT["messages"]))
+    assert "stream" not in client.generator.calls[-1]  # seeded: from the seed memo's path
+    assert "".join(c.choices[0].delta.content or "" for c in seeded) == "comedy"
+
+
 def test_a_stream_that_fails_after_it_opened_raises_in_the_sdk(tmp_path):
     from test_serving_ingress import DownGenerator
 
