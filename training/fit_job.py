@@ -116,7 +116,8 @@ def _embed(cfg: JobConfig, kind: str, version: str, labels: pa.Table,
         num_cpus=cfg.fit.cpus_per_task,
         runtime_env=worker_env() or None,
         compute=ray.data.ActorPoolStrategy(size=cfg.fit.embed_concurrency),
-    ).write_parquet(path, filesystem=fs, partition_cols=["bucket"])
+    ).write_parquet(path, filesystem=fs, partition_cols=["bucket"],
+                    ray_remote_args={"num_cpus": cfg.fit.cpus_per_task})
     write_json(join_uri(uri, _SUCCESS), {"users": len(users), "rows": labels.num_rows})
     return uri, time.monotonic() - start
 
