@@ -75,6 +75,8 @@ class HistoryConflictError(HydraError, ValueError):
 class HistoryUnavailableError(HydraError, ConnectionError):
     """The history database cannot be reached (down, restarting, pool exhausted); retry later."""
 
+    retry_after_s = 1.0  # the API's Retry-After: the pool reconnects by itself
+
 
 class ArtifactError(HydraError, RuntimeError):
     """An artifact is missing, torn, fails its checksum or belongs to another base version."""

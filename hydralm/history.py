@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 MAX_USER_ID_LENGTH = 256
 _ID_CHUNK = 500  # item ids per `IN (...)` lookup
+_SEED_BATCH = 500  # users per seeding transaction
 
 # Schema 2: item ids (idempotent appends) and a users table (version, length).
 _SCHEMA_VERSION = 2
@@ -219,12 +220,34 @@ class SqliteHistoryStore(HistoryStore):
             after = rows[-1][0]
 
     def seed(self, histories: Iterable[tuple[str, list[dict]]]) -> int:
-        """Load users' base histories (skips users that already have any); users loaded."""
-        loaded = 0
+        """Load users' base histories (skips users that already have any), a batch of users per
+        transaction; users loaded."""
+        loaded, batch = 0, []
         for user_id, items in histories:
-            if not self.count(user_id):
-                self.append(user_id, items)
+            batch.append((validate_user_id(user_id), encode_items(items)))
+            if len(batch) == _SEED_BATCH:
+                loaded += self._seed_batch(batch)
+                batch = []
+        return loaded + (self._seed_batch(batch) if batch else 0)
+
+    def _seed_batch(self, batch: list[tuple[str, list[tuple[str, str]]]]) -> int:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            loaded = 0
+            for user_id, encoded in batch:
+                fresh = new_items(user_id, encoded, {})
+                if not fresh or self._length(conn, user_id):
+                    continue
+                conn.executemany("INSERT INTO items (user_id, item_id, item_json) "
+                                 "VALUES (?, ?, ?)", [(user_id, i, j) for i, j in fresh])
+                conn.execute("INSERT INTO users (user_id, version, length) VALUES (?, 1, ?)",
+                             (user_id, len(fresh)))
                 loaded += 1
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
         return loaded
 
     def seed_once(self, name: str,

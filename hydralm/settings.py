@@ -51,6 +51,22 @@ KNOBS: dict[str, Knob] = {k.name: k for k in [
     Knob("AWS_DEFAULT_REGION", "", "S3 region (see AWS_ACCESS_KEY_ID)."),
     Knob("HYDRALM_NUM_THREADS", "0",
          "torch intra-op threads for encoders (0 leaves torch's default)."),
+    Knob("HYDRALM_HISTORY_DSN", "",
+         "History store on PostgreSQL (history_backend: postgres): libpq connection string or "
+         "URI, e.g. 'host=db port=5432 dbname=hydralm user=hydralm'; never logged. Empty: "
+         "HYDRALM_HISTORY_DSN_FILE, else libpq's own PGHOST, PGPORT, PGUSER, PGPASSWORD, "
+         "PGDATABASE, PGPASSFILE and PGSSLMODE variables."),
+    Knob("HYDRALM_HISTORY_DSN_FILE", "",
+         "File holding the PostgreSQL connection string (a mounted Kubernetes Secret), read when "
+         "HYDRALM_HISTORY_DSN is empty."),
+    Knob("HYDRALM_HISTORY_POOL_MIN", "1",
+         "History store on PostgreSQL: connections each process keeps open."),
+    Knob("HYDRALM_HISTORY_POOL_MAX", "8",
+         "History store on PostgreSQL: most connections one process opens (each ingress replica "
+         "and job has its own pool; keep replicas x max under the server's max_connections)."),
+    Knob("HYDRALM_HISTORY_TIMEOUT_S", "5",
+         "History store on PostgreSQL: longest wait for a connection (connect, or a free pooled "
+         "one) and for one statement, in seconds; beyond it the request fails with 503."),
     Knob("HYDRALM_API_KEYS", "",
          "Serving: JSON {sha256(key): {tenant, users, user_prefixes}} of accepted API keys, "
          "read when auth.keys_file is unset; both empty disable the key check."),

@@ -7,7 +7,8 @@ to the Scorer deployment by handle. The generator is reached over HTTP at its Op
 the embedded LLM app on the same Serve instance (serving.llm:build_llm_app) or an external one.
 
     HydraIngress (FastAPI, this module) --handle--> Scorer (serving/scorer.py: bases + user heads)
-          |                                   \\--> SqliteHistoryStore (durable appends)
+          |                                   \\--> history store (SQLite, or PostgreSQL shared
+          |                                        by every replica: serving.config.open_history)
           \\--HTTP--> generator (/llm/v1 on this Serve instance, or an external endpoint)
 """
 
@@ -23,7 +24,6 @@ from ray.serve import Application
 from ray.serve.handle import DeploymentHandle
 
 from hydralm.generator import GeneratorClient
-from hydralm.history import SqliteHistoryStore
 from hydralm.tasks import get_task
 from serving.auth import Authenticator, KeyGrant, load_key_table
 from serving.config import ServeArgs
@@ -67,7 +67,7 @@ class HydraIngress:
     def __init__(self, args: ServeArgs, keys: dict[str, KeyGrant],
                  scorer: DeploymentHandle) -> None:
         self.args = args
-        history = SqliteHistoryStore(args.history_file())
+        history = args.open_history()
         if args.base_history:
             seed_history(history, args.base_history, args.task)
         base_url = args.generator_base_url()
@@ -85,7 +85,7 @@ class HydraIngress:
         self.auth = Authenticator(keys, args.auth.rate_limit)
         self.metrics = ServingMetrics()
         log.info("hydralm ingress: task %s, generator %s, %d API keys, history %s",
-                 args.task, base_url, len(keys), args.history_file())
+                 args.task, base_url, len(keys), args.history_where())
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         """Serve calls this after __init__ in each replica: the routes over this replica's

@@ -8,13 +8,15 @@ API keys' source and per-request limits.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from hydralm.config import StrictModel
 from hydralm.data.schema import TASK_NAMES, TaskName
 from hydralm.generator import GeneratorConfig
+from hydralm.history import SqliteHistoryStore
+from hydralm.history_pg import PostgresHistoryStore
 from hydralm.pipeline import METHODS, CandidateSampling
 from hydralm.settings import home_dir
 from serving.ratelimit import RateLimit
@@ -113,9 +115,15 @@ class ServeArgs(StrictModel):
     registry: str | None = Field(
         None, description="Model registry (local directory or s3://bucket/prefix). None: the "
                           "scorer's registry_uri, else HYDRALM_HOME/registry.")
+    history_backend: Literal["sqlite", "postgres"] = Field(
+        "sqlite", description="Users' histories (durable, idempotent appends): `sqlite`, a file "
+                              "that the replicas of one node share (history_path); `postgres`, "
+                              "a PostgreSQL database that every replica on every node shares, "
+                              "reached through HYDRALM_HISTORY_DSN, HYDRALM_HISTORY_DSN_FILE "
+                              "(a mounted Secret) or libpq's PG* variables, never this file.")
     history_path: str | None = Field(
-        None, description="SQLite file of users' histories (durable appends). Replicas on one "
-                          "node share it. None: HYDRALM_HOME/serving/history.db.")
+        None, description="SQLite file of users' histories (history_backend: sqlite). Replicas "
+                          "on one node share it. None: HYDRALM_HOME/serving/history.db.")
     base_history: str | None = Field(
         None, description="Parquet dataset (hydralm data ... output) whose users' profiles seed "
                           "the history store once, at the first start. None: no seeding.")
@@ -161,6 +169,10 @@ class ServeArgs(StrictModel):
             raise ValueError(f"n_candidates ({self.n_candidates}) must not exceed limits.max_n "
                              f"({self.limits.max_n})")
         scorer_uri = self.scorer.registry_uri
+        if self.history_backend == "postgres" and self.history_path is not None:
+            raise ValueError(f"history_path ({self.history_path!r}) is a SQLite file; with "
+                             "history_backend postgres the connection comes from "
+                             "HYDRALM_HISTORY_DSN(_FILE): leave history_path null")
         if self.registry and scorer_uri and self.registry != scorer_uri:
             raise ValueError(f"registry ({self.registry!r}) and scorer.registry_uri "
                              f"({scorer_uri!r}) differ; set only one")
@@ -175,6 +187,16 @@ class ServeArgs(StrictModel):
 
     def history_file(self) -> str:
         return self.history_path or str(home_dir() / "serving" / "history.db")
+
+    def open_history(self) -> SqliteHistoryStore | PostgresHistoryStore:
+        """The history store this config names (PostgreSQL: connection from the environment)."""
+        if self.history_backend == "postgres":
+            return PostgresHistoryStore()
+        return SqliteHistoryStore(self.history_file())
+
+    def history_where(self) -> str:
+        """Where the history lives, for logs (never a password)."""
+        return "postgres" if self.history_backend == "postgres" else self.history_file()
 
     def generator_base_url(self) -> str:
         """The OpenAI base URL the ingress calls: HYDRALM_GENERATOR_BASE_URL, base_url, or the

@@ -32,6 +32,7 @@ from hydralm.errors import (
     ConfigError,
     DataValidationError,
     GeneratorError,
+    HistoryUnavailableError,
     HydraError,
     NotFoundError,
     StaleHeadError,
@@ -124,6 +125,7 @@ _TABLE: list[tuple[type[BaseException], int, str, str]] = [
     (GeneratorBadResponse, 502, "server_error", "generator_bad_response"),
     (GeneratorRequestRejected, 502, "server_error", "generator_rejected_request"),
     (GeneratorError, 503, "service_unavailable_error", "generator_unavailable"),
+    (HistoryUnavailableError, 503, "service_unavailable_error", "history_unavailable"),
     (StaleHeadError, 500, "server_error", "artifact_error"),   # escapes only for a global head
     (NotFoundError, 404, "not_found_error", "not_found"),
     (ArtifactError, 500, "server_error", "artifact_error"),

@@ -25,7 +25,7 @@ from hydralm.artifacts import Registry
 from hydralm.generator import GeneratorClient, GeneratorConfig
 from hydralm.history import SqliteHistoryStore
 from hydralm.model import ModelConfig, default_encoder_path
-from hydralm.pipeline import CandidateSampling
+from hydralm.pipeline import CandidateSampling, HistoryStore
 from hydralm.scoring import LocalPairScorer, publish_random_registry
 from hydralm.tasks import get_task
 from serving.auth import Authenticator, KeyGrant, hash_key
@@ -78,7 +78,7 @@ class Parts:
     client: TestClient
     server: FaultServer
     generator: GeneratorClient
-    history: SqliteHistoryStore
+    history: HistoryStore
     registry: Registry
     scorer: LocalPairScorer
     root: Path
@@ -87,12 +87,14 @@ class Parts:
 @contextlib.contextmanager
 def running_api(root: Path, *, keys: dict[str, dict] | None = None,
                 limits: RequestLimits | None = None,
-                generator: dict[str, Any] | None = None) -> Iterator[Parts]:
+                generator: dict[str, Any] | None = None,
+                history: HistoryStore | None = None) -> Iterator[Parts]:
     """The app over fresh real parts under `root`; `keys` (plaintext -> grant) turns auth on,
-    `generator` overrides GeneratorConfig fields (short timeouts by default)."""
+    `generator` overrides GeneratorConfig fields (short timeouts by default), `history` replaces
+    the SQLite store under `root` (e.g. a PostgresHistoryStore)."""
     registry = Registry(str(root / "registry"))
     publish_random_registry(registry, TRAINED_USERS, config=tiny_model_config(root / "bert"))
-    history = SqliteHistoryStore(root / "history.db")
+    history = SqliteHistoryStore(root / "history.db") if history is None else history
     for user, items in HISTORIES.items():
         history.append(user, items)
     scorer = LocalPairScorer(registry, poll_interval_s=0.2)

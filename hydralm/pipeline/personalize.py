@@ -8,6 +8,7 @@ different retrieval and selection: see METHODS.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import time
@@ -170,7 +171,9 @@ class Personalizer:
     async def _prompt(self, spec: MethodSpec, user_id: str, query_input: str,
                       timings: dict[str, float]):
         """(prompt, items in it, retrieved ids, rerank scores, heads) of one query."""
-        profile = self.history.get(user_id)
+        # in a thread: a database read (PostgreSQL, possibly waiting out an outage) must not
+        # block the event loop every other request of this replica runs on
+        profile = await asyncio.to_thread(self.history.get, user_id)
         items, retrieved_ids, rerank_scores, heads = await self._select_items(
             spec, user_id, query_input, profile, timings)
         prompt = self.task.rag_prompt(query_input, items) if items else query_input

@@ -12,6 +12,7 @@ import socket
 import time
 
 import pytest
+from fixtures_postgres import postgres  # noqa: F401  (one PostgreSQL server for the session)
 
 from hydralm.generator import GeneratorConfig
 

@@ -22,7 +22,7 @@ METRICS_PORT = 8080
 # Environment variables that carry credentials: they must come from a Secret, never a literal.
 CREDENTIAL_VARS = frozenset({
     "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-    "HYDRALM_API_KEYS", "HYDRALM_GENERATOR_API_KEY", "OPENAI_API_KEY",
+    "HYDRALM_API_KEYS", "HYDRALM_GENERATOR_API_KEY", "HYDRALM_HISTORY_DSN", "OPENAI_API_KEY",
 })
 # Resources whose request must equal the limit: KubeRay derives Ray's CPU, memory and GPU counts
 # from them, and Kubernetes does not overcommit GPUs.

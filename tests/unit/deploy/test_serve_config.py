@@ -30,6 +30,8 @@ CLUSTER_OVERRIDES = {
     }.items()},
     f"{_APP}.registry": "S3, shared by every replica and written by the retraining RayJob",
     f"{_APP}.base_history": "the RayJob's users seed the history store",
+    f"{_APP}.history_backend": "PostgreSQL, shared by every ingress replica on every node",
+    f"{_APP}.ingress.autoscaling_config": "any number of ingress replicas share the history",
     f"{_APP}.scorer.num_cpus": "a cluster node has cores to spare for the encoders",
     f"{_APP}.scorer.autoscaling_config": "Serve autoscaling instead of one replica",
     f"{_APP}.auth.required": "production refuses to start without API keys",
