@@ -81,6 +81,7 @@ class HydraIngress:
             generator=generator, history=history, checks=checks,
             settings=PipelineSettings(model_name=args.model_name, method=args.method,
                                       sampling=args.sampling(),
+                                      guard=args.selection_guard(),
                                       k_retrieve=args.k_retrieve, k_prompt=args.k_prompt))
         self.auth = Authenticator(keys, args.auth.rate_limit)
         self.metrics = ServingMetrics()

@@ -17,7 +17,7 @@ from hydralm.data.schema import TASK_NAMES, TaskName
 from hydralm.generator import GeneratorConfig
 from hydralm.history import SqliteHistoryStore
 from hydralm.history_pg import PostgresHistoryStore
-from hydralm.pipeline import METHODS, CandidateSampling
+from hydralm.pipeline import METHODS, CandidateSampling, SelectionGuard
 from hydralm.settings import home_dir
 from serving.ratelimit import RateLimit
 from serving.scorer_config import ScorerArgs
@@ -143,6 +143,14 @@ class ServeArgs(StrictModel):
     greedy_candidate: bool = Field(
         False, description="Candidate 0 is the greedy answer, the others sampled: as the "
                            "adapter's training labels were drawn (labels.adapter_greedy_candidate).")
+    selection_min_spread: float = Field(
+        0.0, ge=0.0, le=1.0,
+        description="Adapter-score spread below which the adapter's pick counts as collapsed and "
+                    "selection_fallback picks instead (0: never). Take it from `hydralm eval` "
+                    "(run.eval.<seed>.guard.min_spread: chosen on training users).")
+    selection_fallback: Literal["consensus", "first"] = Field(
+        "consensus", description="What picks when the adapter's pick is collapsed: the candidate "
+                                 "the others agree with most, or the first (greedy) candidate.")
     k_retrieve: int = Field(10, ge=1, le=1000, description="BM25 top-k handed to the reranker.")
     k_prompt: int = Field(4, ge=0, le=1000, description="Reranked items put into the prompt.")
     auth: AuthConfig = Field(default_factory=AuthConfig, description="API keys.")
@@ -152,6 +160,10 @@ class ServeArgs(StrictModel):
         """How the N candidates are drawn (as the adapter's training labels were)."""
         return CandidateSampling(n=self.n_candidates, temperature=self.candidate_temperature,
                                  greedy_first=self.greedy_candidate)
+
+    def selection_guard(self) -> SelectionGuard:
+        """When the adapter's pick is replaced, and by what (hydralm/pipeline/selection.py)."""
+        return SelectionGuard(self.selection_min_spread, self.selection_fallback)
 
     @field_validator("method")
     @classmethod

@@ -187,7 +187,7 @@ def _hydra_info(user: str, answer: Answer) -> HydraInfo:
     r = answer.result
     return HydraInfo(user=user, method=answer.method, head=head_summary(r.heads), heads=r.heads,
                      prompt_item_ids=r.prompt_item_ids, adapter_scores=r.adapter_scores,
-                     timings_ms=r.timings_ms)
+                     selection=r.selection, timings_ms=r.timings_ms)
 
 
 def _ranking(scores: list[float]) -> list[int]:
@@ -256,7 +256,7 @@ async def personalize(body: PersonalizeRequest, grant: Grant, ctx: Ctx) -> Perso
         head=head_summary(r.heads), heads=r.heads, retrieved_ids=r.retrieved_ids,
         rerank_scores=r.rerank_scores, prompt_item_ids=r.prompt_item_ids, prompt=r.prompt,
         candidates=[Candidate(text=t, score=s) for t, s in zip(r.candidates, scores, strict=True)],
-        timings_ms=r.timings_ms)
+        selection=r.selection, timings_ms=r.timings_ms)
 
 
 @router.post("/v1/rerank", response_model=RerankResponse)

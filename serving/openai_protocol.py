@@ -263,6 +263,10 @@ class HydraInfo(BaseModel):
     heads: dict[str, str] = Field(default_factory=dict, description="Head per model kind.")
     prompt_item_ids: list[str] = Field(default_factory=list)
     adapter_scores: list[float] = Field(default_factory=list)
+    selection: Literal["adapter", "fallback", ""] = Field(
+        "", description="How the answer was chosen among the candidates: adapter (the adapter's "
+                        "pick), fallback (its scores were too close to call: selection_fallback "
+                        "picked), empty for methods that sample one answer.")
     timings_ms: dict[str, float] = Field(default_factory=dict)
 
 

@@ -222,6 +222,9 @@ class PersonalizeResponse(BaseModel):
     prompt_item_ids: list[str]
     prompt: str
     candidates: list[Candidate]
+    selection: Literal["adapter", "fallback", ""] = Field(
+        "", description="adapter: the adapter's pick; fallback: its scores were too close to "
+                        "call and selection_fallback picked; empty: one sampled answer.")
     timings_ms: dict[str, float]
 
 

@@ -24,6 +24,7 @@ from hydralm.pipeline import (
     PairScores,
     Personalizer,
     PersonalizeResult,
+    SelectionGuard,
     reranker_pairs,
 )
 from serving.errors import Conflict, InvalidRequest, NotFound
@@ -45,6 +46,7 @@ class PipelineSettings:
     k_retrieve: int = 10
     k_prompt: int = 4
     sampling: CandidateSampling = field(default_factory=CandidateSampling)   # N candidates
+    guard: SelectionGuard = field(default_factory=SelectionGuard)   # collapsed adapter picks
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,7 @@ class HydraService:
         return Personalizer(
             self.task, self.scorer, self.generator, self.history,
             k_retrieve=self.settings.k_retrieve, k_prompt=self.settings.k_prompt,
-            max_tokens=max_tokens, sampling=self.settings.sampling)
+            max_tokens=max_tokens, sampling=self.settings.sampling, guard=self.settings.guard)
 
     async def complete(self, user: str, model: str, query: str, *, n: int = 1,
                        max_tokens: int | None = None, temperature: float | None = None,

@@ -4,6 +4,7 @@ from hydralm.pipeline.candidates import CandidateSampling
 from hydralm.pipeline.interfaces import Generator, HistoryStore, ModelKind, PairScorer, PairScores
 from hydralm.pipeline.pairs import adapter_pairs, reranker_pairs
 from hydralm.pipeline.personalize import METHODS, MethodSpec, Personalizer, PersonalizeResult
+from hydralm.pipeline.selection import SelectionGuard
 
 __all__ = [
     "METHODS",
@@ -16,6 +17,7 @@ __all__ = [
     "PairScores",
     "PersonalizeResult",
     "Personalizer",
+    "SelectionGuard",
     "adapter_pairs",
     "reranker_pairs",
 ]

@@ -39,11 +39,21 @@ def test_defaults_validate(monkeypatch, tmp_path):
     ({"model_name": "has space"}, "model_name"),
     ({"generator": {"backend": "openai"}}, "base_url"),
     ({"unknown": 1}, "unknown"),
+    ({"selection_min_spread": 1.5}, "selection_min_spread"),
+    ({"selection_fallback": "vote"}, "selection_fallback"),
 ])
 def test_bad_args_name_the_field(monkeypatch, data, field):
     monkeypatch.delenv("HYDRALM_GENERATOR_BASE_URL", raising=False)
     with pytest.raises(ConfigError, match=field):
         ServeArgs.from_dict(data)
+
+
+def test_selection_guard_comes_from_the_args():
+    from hydralm.pipeline import SelectionGuard
+
+    assert ServeArgs().selection_guard() == SelectionGuard(0.0, "consensus")   # off by default
+    args = ServeArgs.from_dict({"selection_min_spread": 0.005, "selection_fallback": "first"})
+    assert args.selection_guard() == SelectionGuard(0.005, "first")
 
 
 def test_external_generator_url(monkeypatch):
