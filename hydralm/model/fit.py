@@ -106,13 +106,22 @@ def _initial_bank(num_heads: int, dim: int, cfg: HeadFitConfig, init: AnyHeadSta
     return HeadBank.from_states([init] * num_heads, dropout=cfg.dropout)
 
 
+def _chunk_tensor(stacked: Tensor, heads: Tensor) -> Tensor:
+    """The rows `heads` of a bank tensor: a view when they are consecutive (updates then land in
+    the bank itself), else a copy (written back by `_write_back`)."""
+    first = int(heads[0])
+    if int(heads[-1]) - first + 1 == heads.numel():                           # sorted, so a range
+        return stacked.detach()[first:first + heads.numel()]
+    return stacked.detach()[heads]
+
+
 def _chunks(bank: HeadBank, rows_per_head: Tensor, cfg: HeadFitConfig) -> list[_Chunk]:
-    """The heads with rows, by steps per epoch (most first), in chunks copied out of the bank."""
+    """The heads with rows, by steps per epoch (most first), in chunks of the bank's tensors."""
     steps = (rows_per_head + cfg.batch_size - 1) // cfg.batch_size            # [U]
     chunks = []
     for count in sorted(set(steps.tolist()) - {0}, reverse=True):
         for heads in torch.nonzero(steps == count).flatten().split(_CHUNK_HEADS):  # [G]
-            params = {name: nn.Parameter(getattr(bank, name).detach()[heads])   # a copy
+            params = {name: nn.Parameter(_chunk_tensor(getattr(bank, name), heads))
                       for name in bank.names}
             grads = {name: torch.empty_like(p) for name, p in params.items()}
             opt = torch.optim.AdamW(params.values(), lr=cfg.lr, weight_decay=cfg.weight_decay,
@@ -202,8 +211,9 @@ def _fit(features: Callable[[Tensor], Tensor], n: int, dim: int, head_idx: Tenso
         total = 0.0
         for step in range(most):
             active = [c for c in chunks if c.steps > step]
-            ids = plan[torch.cat([c.heads for c in active]), step * bs:(step + 1) * bs]  # [A, L]
-            valid = ids >= 0
+            ids = plan[torch.cat([c.heads for c in active]), step * bs:(step + 1) * bs]  # [A, bs]
+            ids = ids[:, :int((ids >= 0).sum(1).max())]   # rows come first: drop padding-only
+            valid = ids >= 0                              # columns (a last, short step)  [A, L]
             x = torch.zeros(*ids.shape, dim)                                  # [A, L, d]
             x[valid] = features(ids[valid])          # one call per step: one encoder batch
             weight = valid / valid.sum(1, keepdim=True)                       # 1/rows per row
@@ -216,11 +226,18 @@ def _fit(features: Callable[[Tensor], Tensor], n: int, dim: int, head_idx: Tenso
                 start = end
         log.debug("head fitting epoch %d/%d: summed user loss %.4f", epoch + 1, cfg.epochs,
                   total)
-    with torch.no_grad():
-        for c in chunks:
-            for name, param in c.params.items():
-                getattr(bank, name)[c.heads] = param
+    _write_back(bank, chunks)
     return bank.eval()
+
+
+@torch.no_grad()
+def _write_back(bank: HeadBank, chunks: list[_Chunk]) -> None:
+    """Copy the chunks that are not views of the bank into it."""
+    for c in chunks:
+        for name, param in c.params.items():
+            stacked = getattr(bank, name)
+            if param.untyped_storage().data_ptr() != stacked.untyped_storage().data_ptr():
+                stacked[c.heads] = param
 
 
 def fit_heads_on_embeddings(embeddings: Tensor, head_idx: Tensor, labels: Tensor, num_heads: int,

@@ -124,6 +124,23 @@ def test_a_head_out_of_rows_stays_put_while_others_step(monkeypatch):
         torch.testing.assert_close(tensor, alone.extract(0).tensors()[name], rtol=1e-5, atol=1e-7)
 
 
+def test_chunks_as_views_or_copies_give_the_same_heads(monkeypatch):
+    """Users 0 and 2 (12 rows: 3 steps at batch 4) share a chunk that is not a range of the bank
+    (a copy, written back at the end); user 1 (3 rows) is a range (a view)."""
+    x, head_idx, labels = _toy(num_users=3, rows=12)
+    keep = (head_idx != 1) | (torch.arange(36) < 15)
+    args = (x[keep], head_idx[keep], labels[keep], 3)
+    settings = dict(epochs=2, lr=1e-2, batch_size=4, seed=5)
+    init = HeadBank(1, D, generator=torch.Generator().manual_seed(6)).extract(0)
+    mixed = fit_heads_on_embeddings(*args, init=init, **settings)
+    monkeypatch.setattr(fit_module, "_chunk_tensor", lambda stacked, heads: stacked.detach()[heads])
+    copied = fit_heads_on_embeddings(*args, init=init, **settings)
+    for name in mixed.names:
+        assert torch.equal(getattr(mixed, name), getattr(copied, name))
+    for user in range(3):
+        assert not torch.equal(mixed.extract(user).w1, init.w1)
+
+
 def test_init_and_head_form_must_agree():
     x, head_idx, labels = _toy(num_users=1, rows=4)
     init = HeadBank(1, D).extract(0)
