@@ -6,12 +6,14 @@ the heads that had rows (each with its own step count). Heads do not share param
 head follows the same trajectory it would fitting alone (up to the random order of its rows).
 
 How that is made cheap (benchmarks/fit_heads.py; the profile is in docs/training.md): users are
-grouped by how many steps an epoch gives them (ceil(rows / batch_size)), and each group's heads
-are stacked tensors [G, ...] of their own. At step s exactly the groups with more than s steps are
-active, whole, so a step is one padded batch [G, batch_size, d] per active group through one
-batched matmul (`torch.baddbmm`) and one fused AdamW over the groups' tensors, with no per-user
-Python and no gather or scatter of head weights: every head in a group has the same step count,
-and a group without rows in a step has no gradient, which AdamW skips (no decay, no momentum).
+grouped by how many steps an epoch gives them (ceil(rows / batch_size)) and cut into chunks of
+`_CHUNK_HEADS` heads whose tensors are stacked [G, ...] (a view of the bank where the chunk's heads
+are consecutive). At step s exactly the chunks with more than s steps are active, whole, so a step
+is one padded batch [G, L, d] per active chunk: a batched matmul forward (`torch.baddbmm`), the
+gradients written by hand into buffers kept across steps (no autograd graph, no fresh
+[G, d, d] gradient per step), and one fused `torch.optim.AdamW` per chunk, while its tensors are
+still in cache. No per-user Python, no gather or scatter of head weights: every head of a chunk has
+the same step count, and a chunk without rows in a step is not stepped (no decay, no momentum).
 
 Two ways to feed the heads (`fit_heads_on_embeddings` and `fit_heads_reencode`) share one loop:
 - cached: the frozen base embeds every pair once; epochs reuse the vectors. This is what makes
@@ -148,7 +150,8 @@ def _keep(shape: tuple[int, ...], p: float, gen: torch.Generator) -> Tensor | No
     """A dropout mask scaled by 1/(1-p) (None when p is 0)."""
     if p == 0.0:
         return None
-    return torch.rand(shape, generator=gen).ge_(p).mul_(1.0 / (1.0 - p))      # in place: 0 or scale
+    keep = torch.rand(shape, generator=gen, device=gen.device)
+    return keep.ge_(p).mul_(1.0 / (1.0 - p))                                  # in place: 0 or scale
 
 
 @torch.no_grad()
@@ -196,12 +199,15 @@ def _chunk_step(chunk: _Chunk, x: Tensor, targets: Tensor, weight: Tensor, p: fl
 
 def _fit(features: Callable[[Tensor], Tensor], n: int, dim: int, head_idx: Tensor, labels: Tensor,
          num_heads: int, cfg: HeadFitConfig, init: AnyHeadState | None,
-         head: HeadConfig | None) -> HeadBank:
-    """The shared loop: `features(rows)` gives the [len(rows), d] inputs of those rows."""
+         head: HeadConfig | None, device: torch.device) -> HeadBank:
+    """The shared loop: `features(rows)` gives the [len(rows), d] inputs of those rows (on
+    `device`, where the heads train; row plans stay on the CPU)."""
     head_idx, labels = head_idx.long().cpu(), labels.long().cpu()
     _check_rows(n, head_idx, labels, num_heads)
     gen = torch.Generator().manual_seed(cfg.seed)
-    bank = _initial_bank(num_heads, dim, cfg, init, head, gen)
+    drop = gen if device.type == "cpu" else torch.Generator(device).manual_seed(cfg.seed)
+    bank = _initial_bank(num_heads, dim, cfg, init, head, gen).to(device)
+    labels_on = labels.to(device)
     chunks = _chunks(bank, torch.bincount(head_idx, minlength=num_heads), cfg)
     if not chunks:
         return bank.eval()
@@ -213,16 +219,16 @@ def _fit(features: Callable[[Tensor], Tensor], n: int, dim: int, head_idx: Tenso
             active = [c for c in chunks if c.steps > step]
             ids = plan[torch.cat([c.heads for c in active]), step * bs:(step + 1) * bs]  # [A, bs]
             ids = ids[:, :int((ids >= 0).sum(1).max())]   # rows come first: drop padding-only
-            valid = ids >= 0                              # columns (a last, short step)  [A, L]
-            x = torch.zeros(*ids.shape, dim)                                  # [A, L, d]
-            x[valid] = features(ids[valid])          # one call per step: one encoder batch
+            valid = (ids >= 0).to(device)                 # columns (a last, short step)  [A, L]
+            x = torch.zeros(*ids.shape, dim, device=device)                   # [A, L, d]
+            x[valid] = features(ids[ids >= 0])       # one call per step: one encoder batch
             weight = valid / valid.sum(1, keepdim=True)                       # 1/rows per row
-            targets = labels[ids.clamp(min=0)]                                # [A, L]
+            targets = labels_on[ids.clamp(min=0).to(device)]                  # [A, L]
             start = 0
             for c in active:
                 end = start + c.heads.numel()
                 total += _chunk_step(c, x[start:end], targets[start:end], weight[start:end],
-                                     cfg.dropout, gen)
+                                     cfg.dropout, drop)
                 start = end
         log.debug("head fitting epoch %d/%d: summed user loss %.4f", epoch + 1, cfg.epochs,
                   total)
@@ -243,6 +249,7 @@ def _write_back(bank: HeadBank, chunks: list[_Chunk]) -> None:
 def fit_heads_on_embeddings(embeddings: Tensor, head_idx: Tensor, labels: Tensor, num_heads: int,
                             config: HeadFitConfig | None = None, *,
                             init: AnyHeadState | None = None, head: HeadConfig | None = None,
+                            device: str | torch.device | None = None,
                             **overrides: Any) -> HeadBank:
     """Fit `num_heads` heads on precomputed base vectors embeddings [N, d] (the cached path).
 
@@ -250,22 +257,26 @@ def fit_heads_on_embeddings(embeddings: Tensor, head_idx: Tensor, labels: Tensor
     then keyword `overrides` (epochs=..., lr=..., batch_size=..., weight_decay=..., dropout=...,
     seed=...). `init` starts every head from one state (e.g. the global head) instead of random;
     `head` is the heads' form (default: `init`'s, else dense). Heads without rows keep their initial
-    values. Deterministic for a given seed.
+    values. The heads train on `device` (default: the embeddings' device; the returned bank is
+    there too). Deterministic for a given seed and device.
     """
     cfg = _resolve(config, overrides)
     if embeddings.dim() != 2:
         raise ValueError(f"embeddings must be [N, d], got shape {tuple(embeddings.shape)}")
-    x = embeddings.detach().float().cpu()
-    return _fit(lambda rows: x[rows], x.shape[0], x.shape[1], head_idx, labels, num_heads, cfg,
-                init, head)
+    on = torch.device(device) if device is not None else embeddings.device
+    x = embeddings.detach().float().to(on)
+    return _fit(lambda rows: x[rows.to(on)], x.shape[0], x.shape[1], head_idx, labels, num_heads,
+                cfg, init, head, on)
 
 
 def fit_heads_reencode(base: BaseEncoder, firsts: Sequence[str], seconds: Sequence[str],
                        head_idx: Tensor, labels: Tensor, num_heads: int,
                        config: HeadFitConfig | None = None, *, init: AnyHeadState | None = None,
                        head: HeadConfig | None = None, encode_batch_size: int = 64,
+                       device: str | torch.device | None = None,
                        **overrides: Any) -> HeadBank:
-    """Like `fit_heads_on_embeddings`, but the frozen base re-encodes each step's pairs."""
+    """Like `fit_heads_on_embeddings`, but the frozen base re-encodes each step's pairs (heads on
+    `device`, default the base's)."""
     cfg = _resolve(config, overrides)
     if len(firsts) != len(seconds):
         raise ValueError(f"firsts and seconds must have the same length, "
@@ -275,6 +286,7 @@ def fit_heads_reencode(base: BaseEncoder, firsts: Sequence[str], seconds: Sequen
         ids = rows.tolist()
         vectors = base.embed([firsts[i] for i in ids], [seconds[i] for i in ids],
                              batch_size=encode_batch_size)
-        return vectors.float().cpu()
+        return vectors.float().to(on)
 
-    return _fit(features, len(firsts), base.dim, head_idx, labels, num_heads, cfg, init, head)
+    on = torch.device(device) if device is not None else base.device
+    return _fit(features, len(firsts), base.dim, head_idx, labels, num_heads, cfg, init, head, on)
