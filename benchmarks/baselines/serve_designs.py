@@ -29,10 +29,12 @@ def _pairs_in(items) -> int:
 class PerUserBatching:
     """Shared bases and head LRU; Serve multiplexes by user id, so batches are per user."""
 
-    def __init__(self, registry_uri: str, threads: int, users: int, forward_pairs: int) -> None:
+    def __init__(self, registry_uri: str, threads: int, users: int, forward_pairs: int,
+                 precision: str = "auto") -> None:
         torch.set_num_threads(threads)
         self.scorer = BatchScorer(Registry(registry_uri), coalesce=False,
-                                  cache_capacity=2 * users, max_forward_pairs=forward_pairs)
+                                  cache_capacity=2 * users, max_forward_pairs=forward_pairs,
+                                  precision=precision)
         self.scorer.load()
 
         async def hold(user_id: str) -> str:      # heads live in the scorer's LRU
@@ -57,10 +59,11 @@ class PerUserBatching:
 class PerUserModel:
     """One multiplexed model per user: both bases and the user's heads, loaded per user."""
 
-    def __init__(self, registry_uri: str, threads: int, models: int, forward_pairs: int) -> None:
+    def __init__(self, registry_uri: str, threads: int, models: int, forward_pairs: int,
+                 precision: str = "auto") -> None:
         torch.set_num_threads(threads)
         self.registry = Registry(registry_uri)
-        self.forward_pairs = forward_pairs
+        self.forward_pairs, self.precision = forward_pairs, precision
         self.building = 0
 
         async def load(user_id: str) -> dict:   # a plain function: Serve sets attributes on it
@@ -84,6 +87,8 @@ class PerUserModel:
     def _build_model(self, user_id: str) -> dict:
         kinds = ("reranker", "adapter")
         encoders = load_bundle_encoders(self.registry, kinds, self.registry.base_version())
+        for encoder in encoders.values():
+            encoder.set_precision(self.precision)
         heads = {k: self.registry.load_head(k, user_id) if self.registry.has_head(k, user_id)
                  else self.registry.load_global_head(k) for k in kinds}
         return {k: (encoders[k], heads[k]) for k in kinds}
