@@ -471,7 +471,10 @@ def plot(summary: dict, path: Path) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     left.bar(names, [summary["designs"][n]["pairs_per_s"] for n in names], color="tab:blue")
     left.axhline(summary["encoder_ceiling_pairs_per_s"], color="tab:red", linestyle="--",
-                 label="encoder ceiling")
+                 label=f"encoder ceiling ({summary['precision']})")
+    if summary["precision"] != "fp32":
+        left.axhline(summary["encoder_ceiling_fp32_pairs_per_s"], color="tab:gray",
+                     linestyle=":", label="encoder ceiling (fp32)")
     left.set_ylabel("pairs / s")
     left.set_title("throughput")
     left.legend()
@@ -481,7 +484,8 @@ def plot(summary: dict, path: Path) -> None:
     for axis in (left, right):
         axis.tick_params(axis="x", labelrotation=15)
     fig.suptitle(f"{summary['users']} users, Zipf {summary['settings']['zipf']}, "
-                 f"{summary['settings']['threads']} threads")
+                 f"{summary['settings']['threads']} threads, {summary['precision']}; "
+                 f"{summary['hardware']['cpu_model']}")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
