@@ -8,13 +8,17 @@ against the sha256 that names it, and written before the manifest update that ma
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
+from pydantic import ValidationError
+
 from hydralm.artifacts.keys import shard_of
 from hydralm.artifacts.manifest import (
+    SHARD_FORMAT,
     FileRef,
     HeadEntry,
     HeadShard,
@@ -55,7 +59,8 @@ class ShardedIndex:
         self._cached_shards, self._write_threads = cached_shards, write_threads
         self._lock = threading.Lock()
         self._tables: OrderedDict[str, tuple[str, ...]] = OrderedDict()      # table sha -> shas
-        self._shards: OrderedDict[str, dict[str, HeadEntry]] = OrderedDict()  # shard sha -> heads
+        # shard sha -> user id -> raw entry, validated one entry at a time when it is asked for
+        self._shards: OrderedDict[str, dict[str, dict]] = OrderedDict()
         self.bytes_read = 0     # index bytes read from storage (cache misses), for benchmarks
 
     # -- reading ----------------------------------------------------------------------------------
@@ -78,24 +83,27 @@ class ShardedIndex:
         return shas
 
     def shard(self, kind: str, number: int, sha: str) -> dict[str, HeadEntry]:
-        """The heads of shard `number` stored under `sha` ({} for '')."""
+        """The heads of shard `number` stored under `sha` ({} for ''), every entry validated."""
+        key = shard_key(kind, sha)
+        return {user: _entry(raw, key, user) for user, raw in self._raw(kind, number, sha).items()}
+
+    def _raw(self, kind: str, number: int, sha: str) -> dict[str, dict]:
+        """Shard `number` as JSON objects (the file verified by sha256, its frame checked)."""
         if not sha:
             return {}
         heads = self._cached(self._shards, sha)
         if heads is None:
             key = shard_key(kind, sha)
             data = self._read(FileRef(key=key, sha256=sha), f"{kind} index shard {number}")
-            doc = parse_document(HeadShard, data, key)
-            if (doc.kind, doc.shard) != (kind, number):
-                raise ArtifactError(f"{key}: holds {doc.kind} shard {doc.shard}, expected "
-                                    f"{kind} shard {number}")
-            heads = doc.heads
+            heads = _parse_shard(data, key, kind, number)
             self._remember(self._shards, sha, heads, self._cached_shards, len(data))
         return heads
 
     def entry(self, kind: str, manifest: Manifest, user_id: str) -> HeadEntry | None:
         number = shard_of(user_id, manifest.shards)
-        return self.shard(kind, number, self.table(kind, manifest)[number]).get(user_id)
+        sha = self.table(kind, manifest)[number]
+        raw = self._raw(kind, number, sha).get(user_id)
+        return None if raw is None else _entry(raw, shard_key(kind, sha), user_id)
 
     def entries(self, kind: str, manifest: Manifest) -> Iterator[tuple[str, HeadEntry]]:
         """Every (user id, entry), shard by shard (users sorted within a shard)."""
@@ -114,9 +122,14 @@ class ShardedIndex:
 
         def write(item: tuple[int, dict[str, HeadEntry]]) -> tuple[int, str, int]:
             number, new = item
-            old = self.shard(kind, number, shas[number])
-            heads = dict(sorted({**old, **new}.items()))
-            data = HeadShard(kind=kind, shard=number, heads=heads).model_dump_json().encode()
+            old = self._raw(kind, number, shas[number])
+            heads = dict(sorted({**old, **new}.items()))     # validated whole when written
+            try:
+                doc = HeadShard(kind=kind, shard=number, heads=heads)
+            except ValidationError as exc:
+                raise ArtifactError(f"{kind} index shard {number} ({shas[number]}) holds an "
+                                    f"invalid entry: {exc}") from exc
+            data = doc.model_dump_json().encode()
             sha = sha256(data)
             self._put(shard_key(kind, sha), data)
             return number, sha, len(new.keys() - old.keys())
@@ -147,3 +160,27 @@ class ShardedIndex:
             cache.move_to_end(sha)
             while len(cache) > capacity:
                 cache.popitem(last=False)
+
+
+def _parse_shard(data: bytes, key: str, kind: str, number: int) -> dict[str, dict]:
+    """A shard file's users -> raw entries; ArtifactError naming `key` when it is not one."""
+    try:
+        doc = json.loads(data)
+    except ValueError as exc:
+        raise ArtifactError(f"{key} is not a valid HeadShard: {exc}") from exc
+    if (not isinstance(doc, dict) or doc.get("format") != SHARD_FORMAT
+            or not isinstance(doc.get("heads"), dict)):
+        raise ArtifactError(f"{key} is not a valid HeadShard: expected a {SHARD_FORMAT} object "
+                            "with 'heads'")
+    if (doc.get("kind"), doc.get("shard")) != (kind, number):
+        raise ArtifactError(f"{key}: holds {doc.get('kind')} shard {doc.get('shard')}, expected "
+                            f"{kind} shard {number}")
+    return doc["heads"]
+
+
+def _entry(raw: dict, key: str, user_id: str) -> HeadEntry:
+    try:
+        return HeadEntry.model_validate(raw)
+    except ValidationError as exc:
+        raise ArtifactError(f"{key}: the entry of user {user_id!r} is not a valid HeadEntry: "
+                            f"{exc}") from exc

@@ -108,3 +108,28 @@ def test_a_registry_of_the_single_index_layout_is_refused_with_the_way_out(tmp_p
     storage.put(MANIFEST_KEY, b'{"format": "hydralm-registry/1", "version": 3}')
     with pytest.raises(ArtifactError, match="hydralm registry migrate"):
         Registry(storage).manifest()
+
+
+def test_a_malformed_entry_in_a_verified_shard_names_the_user_and_the_shard(registry, storage):
+    import json
+
+    from hydralm.artifacts import TableRef
+    from hydralm.artifacts.index import shard_key, table_key
+    from hydralm.artifacts.serialize import sha256
+
+    number = shard_of("broken", SHARDS)
+    doc = json.dumps({"format": "hydralm-head-shard/1", "kind": "reranker", "shard": number,
+                      "heads": {"broken": {"key": "heads/x"}}}).encode()
+    storage.put(shard_key("reranker", sha256(doc)), doc)
+    shas = [""] * SHARDS
+    shas[number] = sha256(doc)
+    table = json.dumps({"format": "hydralm-shard-table/1", "kind": "reranker",
+                        "shards": shas}).encode()
+    storage.put(table_key("reranker", sha256(table)), table)
+    ref = TableRef(key=table_key("reranker", sha256(table)), sha256=sha256(table), count=1)
+    registry._update(lambda m: m.model_copy(update={"head_tables": {"reranker": ref}}))
+    with pytest.raises(ArtifactError, match=r"entry of user 'broken' is not a valid HeadEntry"):
+        registry.load_head("reranker", "broken")
+    mate = next(f"mate{i}" for i in range(1000) if shard_of(f"mate{i}", SHARDS) == number)
+    with pytest.raises(ArtifactError, match=f"shard {number} .* holds an invalid entry"):
+        registry.save_head("reranker", mate, head(1.0), registry.base_version())
