@@ -41,6 +41,10 @@ log = logging.getLogger(__name__)
 
 REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 STAGES = ("labels", "train", "fit-users")
+# Ray Train's controller checks its workers every 2 s by default and waits a check at each step
+# of a run's life (start, each report, finish): on a run of a few steps that is seconds of idle
+# per model. The driver (the `hydralm train` stage) passes the setting on to the controller.
+_STAGE_RAY_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -137,15 +141,12 @@ def _serve_apps(path: Path, port: int) -> dict[str, dict[str, Any]]:
 
 
 def _deploy_llm(app: dict[str, Any], port: int) -> str:
-    from ray import serve
-
     from serving.llm import build_llm_app
 
     _say("1/5 deploying the embedded generator (vLLM via Ray Serve LLM)")
-    serve.run(build_llm_app(app["args"]), name=app["name"], route_prefix=app["route_prefix"],
-              blocking=False)
+    _deploy(build_llm_app(app["args"]), app)
     url = f"http://127.0.0.1:{port}{app['route_prefix']}/v1"
-    _wait_ok(f"{url}/models", timeout_s=600, what="the embedded generator")
+    _wait_ok(f"{url}/models", app["name"], timeout_s=600, what="the embedded generator")
     return url
 
 
@@ -162,7 +163,8 @@ def _run_stage(argv: list[str], llm_url: str, address: str) -> None:
     """Run `hydralm ARGV` as its own driver process on this Ray. Under a quiet console the stage
     writes its Ray output to the demo's log file and its own lines to the terminal (it is handed
     the terminal, and the log file by HYDRALM_LOG_FILE)."""
-    env = {**os.environ, "HYDRALM_GENERATOR_BASE_URL": llm_url, "RAY_ADDRESS": address}
+    env = {**os.environ, "HYDRALM_GENERATOR_BASE_URL": llm_url, "RAY_ADDRESS": address,
+           **{k: v for k, v in _STAGE_RAY_ENV.items() if k not in os.environ}}
     console = current()
     cmd = [sys.executable, "-m", "hydralm.cli", *argv]
     if console is None:
@@ -178,8 +180,6 @@ def _run_stage(argv: list[str], llm_url: str, address: str) -> None:
 
 
 def _deploy_hydra(app: dict[str, Any], job, llm_url: str, port: int) -> str:
-    from ray import serve
-
     from serving.app import build_app
 
     _say("5/5 serving the HYDRA app on the registry the job wrote")
@@ -189,10 +189,9 @@ def _deploy_hydra(app: dict[str, Any], job, llm_url: str, port: int) -> str:
     args.update(task=job.task, registry=paths.registry, base_history=split["dataset"],
                 history_path=str(Path(paths.work_dir) / "serving" / "history.db"))
     args["generator"] = {**args.get("generator", {}), "base_url": llm_url}
-    serve.run(build_app(args), name=app["name"], route_prefix=app["route_prefix"],
-              blocking=False)
+    _deploy(build_app(args), app)
     base = f"http://127.0.0.1:{port}{'' if app['route_prefix'] == '/' else app['route_prefix']}"
-    _wait_ok(f"{base}/readyz", timeout_s=300, what="the HYDRA app")
+    _wait_ok(f"{base}/readyz", app["name"], timeout_s=300, what="the HYDRA app")
     return base
 
 
@@ -247,13 +246,32 @@ def _print_query(q, answers: dict[str, dict], profile) -> None:
     echo(f"  the {len(hydra['candidates'])} candidates, adapter scores: {cands}")
 
 
-def _wait_ok(url: str, *, timeout_s: float, what: str) -> None:
-    """Poll `url` until it answers 200, showing the time waited; fail after `timeout_s`."""
+def _deploy(application: Any, app: dict[str, Any]) -> None:
+    """Start deploying a Serve app without waiting for it (`_wait_ok` waits, with a bar)."""
+    from ray import serve
+
+    serve.run_many([serve.RunTarget(target=application, name=app["name"],
+                                    route_prefix=app["route_prefix"])],
+                   wait_for_ingress_deployment_creation=False,
+                   wait_for_applications_running=False)
+
+
+def _wait_ok(url: str, app_name: str, *, timeout_s: float, what: str) -> None:
+    """Poll `url` until it answers 200, showing the time waited; fail when the Serve app
+    `app_name` fails to deploy, or after `timeout_s`."""
+    from ray import serve
+    from ray.serve.schema import ApplicationStatus
+
+    failed = {ApplicationStatus.DEPLOY_FAILED, ApplicationStatus.UNHEALTHY}
     start = time.monotonic()
     deadline, last = start + timeout_s, ""
     with tqdm(desc=f"waiting for {what}", bar_format="{desc}: {elapsed}", file=err(),
               leave=False) as bar:
         while time.monotonic() < deadline and last != "ready":
+            status = serve.status().applications.get(app_name)
+            if status is not None and ApplicationStatus(status.status) in failed:
+                raise HydraError(f"{what} failed to deploy ({status.status}): "
+                                 f"{(status.message or '')[-2000:]}")
             try:
                 resp = httpx.get(url, timeout=5.0)
                 last = "ready" if resp.status_code == 200 else f"HTTP {resp.status_code}"
