@@ -203,6 +203,8 @@ def _hydra_headers(hydra: HydraInfo) -> dict[str, str]:
 def _stream(ctx: Context, route: str, kind: Literal["chat", "text"],
             body: ChatCompletionRequest | CompletionRequest,
             source: Callable[[], AsyncIterator[str | Completed]]) -> StreamingResponse:
+    # what can be refused is refused before the 200 goes out
+    ctx.service.check_completion(body.model, body.choices_wanted())
     writer = ChunkWriter(kind, body.model, include_usage=body.include_usage())
     return sse_response(writer, body.choices_wanted(), source,
                         on_error=lambda code: ctx.metrics.stream_error(route, code))

@@ -121,10 +121,7 @@ class HydraService:
                        seed: int | None = None) -> Answer:
         """The OpenAI routes: the `n` best of the candidates by adapter score. `temperature`
         is the single-answer methods' (Personalizer.run); options and seed go to the generator."""
-        method = self.method_for_model(model)
-        if n > 1 and METHODS[method].selection != "adapter":
-            raise InvalidRequest(f"n: method {method!r} answers greedily with one sample; "
-                                 f"n must be 1, got {n}", param="n")
+        method = self.check_completion(model, n)
         samples = max(n, self.settings.sampling.n)
         result = await self.personalize(user, query, method=method, n_candidates=samples,
                                         max_tokens=max_tokens, temperature=temperature,
@@ -139,6 +136,15 @@ class HydraService:
         texts = [result.candidates[i] for i in order[:n]] or [result.answer]
         reasons = [result.finish_reasons[i] for i in order[:n]] or ["stop"]
         return Answer(texts=texts, finish_reasons=reasons, method=method, result=result)
+
+    def check_completion(self, model: str, n: int) -> str:
+        """The method of `model` (404 naming `model` when unknown); 400 naming `n` when it
+        answers with one sample and `n` asks for more."""
+        method = self.method_for_model(model)
+        if n > 1 and METHODS[method].selection != "adapter":
+            raise InvalidRequest(f"n: method {method!r} answers greedily with one sample; "
+                                 f"n must be 1, got {n}", param="n")
+        return method
 
     def streams_live(self, model: str, seed: int | None) -> bool:
         """Whether a streamed answer of `model` can come as the generator writes it: methods

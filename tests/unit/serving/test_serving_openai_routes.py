@@ -77,6 +77,13 @@ def test_a_stream_that_fails_after_it_opened_raises_in_the_sdk(tmp_path):
         list(stream)
 
 
+@pytest.mark.parametrize("change, status, param", [
+    ({"model": "gpt-4o"}, 404, "model"), ({"model": "hydralm:zero_shot", "n": 2}, 400, "n")])
+def test_a_stream_is_refused_before_it_opens(client, change, status, param):
+    r = client.post("/v1/chat/completions", json={**CHAT, "stream": True, **change})
+    assert r.status_code == status and r.json()["error"]["param"] == param
+
+
 def test_finish_reason_is_the_generators_per_choice(client):
     r = client.post("/v1/chat/completions", json={**CHAT, "n": 4})
     by_text = {c["message"]["content"]: c["finish_reason"] for c in r.json()["choices"]}
