@@ -10,8 +10,15 @@ import yaml
 from deploy_check import DeployChecker, Manifest
 from kuberay_rules import ClusterFacts, cluster_spec
 from project_facts import REPO, project
+from refit_rules import refit_cron_problems
 from retrain_rules import retrain_job_problems
-from serve_rules import serve_config_problems, serve_fit_problems, worker_capacity
+from serve_rules import (
+    HYDRALM_APP,
+    app_args,
+    serve_config_problems,
+    serve_fit_problems,
+    worker_capacity,
+)
 
 __all__ = ["METRICS_SERVICE", "SERVE_CLUSTER", "by_kind", "facts_from", "make_checker"]
 
@@ -53,7 +60,8 @@ def make_checker(validators, manifests: list[Manifest],
                  skip_schema: frozenset[str] = frozenset()) -> DeployChecker:
     """The checker with the per-kind rules, its facts taken from `manifests`: the RayJob is
     checked against their ConfigMaps and RayService (the registry it writes must be the one
-    serving reads), every Ray pod against their Secrets and metrics Service."""
+    serving reads), every Ray pod against their Secrets and metrics Service, the refit CronJob's
+    RayJob template like a RayJob of its own (plus the RBAC its steps need)."""
     configmaps = {m.doc["metadata"]["name"]: m.doc for m in manifests
                   if m.doc.get("kind") == "ConfigMap"}
     services = [m.doc for m in manifests if m.doc.get("kind") == "RayService"]
@@ -61,8 +69,18 @@ def make_checker(validators, manifests: list[Manifest],
         serve = yaml.safe_load(services[0]["spec"]["serveConfigV2"]) if services else None
     except (KeyError, yaml.YAMLError):
         serve = None
+    rbac = [m.doc for m in manifests
+            if m.doc.get("kind") in ("ServiceAccount", "Role", "RoleBinding")]
+    hydralm = [a for a in (serve or {}).get("applications", [])
+               if a.get("import_path") == HYDRALM_APP]
+    args = app_args(hydralm[0]) if hydralm else None
+    history_backend = getattr(args, "history_backend", None)
+    # Schema and cluster rules only: what a RayJob template inside a ConfigMap gets.
+    plain = DeployChecker(crds=validators, facts=facts_from(manifests), skip_schema=skip_schema)
     return DeployChecker(crds=validators, facts=facts_from(manifests), skip_schema=skip_schema,
                          kind_rules={
                              "RayService": [_rayservice_rules],
                              "RayJob": [lambda doc: retrain_job_problems(doc, configmaps, serve)],
+                             "CronJob": [lambda doc: refit_cron_problems(
+                                 doc, configmaps, rbac, serve, history_backend, plain.problems)],
                          })

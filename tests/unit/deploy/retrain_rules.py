@@ -18,15 +18,19 @@ import pydantic
 import yaml
 from kuberay_rules import cluster_spec, containers
 from project_facts import shell_commands
-from serve_rules import HYDRALM_APP, app_args, worker_capacity
+from serve_rules import HYDRALM_APP, LLM_APP, app_args, worker_capacity
 
 from hydralm.cli import build_parser
 from hydralm.jobconfig import JobConfig
 
-__all__ = ["RETRAIN_STAGES", "job_config_problems", "parse_cli", "retrain_job_problems"]
+__all__ = ["REFIT_STAGES", "RETRAIN_STAGES", "job_config_problems", "serve_llm_url",
+           "mounted_job_config", "parse_cli", "retrain_job_problems"]
 
-# The stages a retraining run goes through, in order.
+# The stages a retraining run goes through, in order; and the refit's one stage (with --refit).
 RETRAIN_STAGES = ["labels", "train", "fit-users"]
+REFIT_STAGES = ["fit-users"]
+# KubeRay's Service in front of the RayService `hydralm`'s Serve proxies (<name>-serve-svc).
+SERVE_SERVICE = "hydralm-serve-svc"
 
 
 @cache
@@ -85,8 +89,11 @@ def _entrypoint_commands(entrypoint: str) -> tuple[list[str], list[str]]:
 
 
 def retrain_job_problems(doc: dict[str, Any], configmaps: dict[str, dict[str, Any]],
-                         serve_config: dict[str, Any] | None) -> list[str]:
-    """Everything wrong with the RayJob `doc`, given the ConfigMaps and Serve config beside it."""
+                         serve_config: dict[str, Any] | None, *,
+                         stages_wanted: list[str] = RETRAIN_STAGES,
+                         refit: bool = False) -> list[str]:
+    """Everything wrong with the RayJob `doc`, given the ConfigMaps and Serve config beside it.
+    `refit`: the job is the scheduled refit, whose commands must all run with --refit."""
     commands, found = _entrypoint_commands(doc.get("spec", {}).get("entrypoint", ""))
     stages, config_paths = [], set()
     for cmd in commands:
@@ -98,16 +105,20 @@ def retrain_job_problems(doc: dict[str, Any], configmaps: dict[str, dict[str, An
             found.append(f"spec.entrypoint: {cmd!r} is not a valid hydralm command: {complaint}")
             continue
         stages.append(args.command)
+        if bool(getattr(args, "refit", False)) != refit:
+            found.append(f"spec.entrypoint: {cmd!r} " + (
+                "must refit (--refit): the scheduled job fits users whose history changed"
+                if refit else "must not refit (--refit) in the retraining job"))
         if getattr(args, "ray_address", None) != "auto":
             found.append(f"spec.entrypoint: {cmd!r} must join the job's cluster with "
                          f"--ray-address auto (else it starts a Ray of its own in the head pod)")
-    if not found and stages != RETRAIN_STAGES:
-        found.append(f"spec.entrypoint: must run {' && '.join(RETRAIN_STAGES)} in order, "
+    if not found and stages != stages_wanted:
+        found.append(f"spec.entrypoint: must run {' && '.join(stages_wanted)} in order, "
                      f"got {stages!r}")
     if len(config_paths) != 1 or None in config_paths:
         return found + [f"spec.entrypoint: every stage must read the same --config, got "
                         f"{sorted(map(str, config_paths))!r}"]
-    job, where = _mounted_job_config(doc, config_paths.pop(), configmaps)
+    job, where = mounted_job_config(doc, config_paths.pop(), configmaps)
     if isinstance(job, list):
         return found + job
     path, cluster = cluster_spec(doc)
@@ -122,7 +133,7 @@ def job_config_problems(job: JobConfig, where: str, capacity: list[tuple[str, fl
             + _feeds_serving(job, where, serve_config))
 
 
-def _mounted_job_config(doc: dict[str, Any], config: str,
+def mounted_job_config(doc: dict[str, Any], config: str,
                         configmaps: dict[str, dict[str, Any]]) -> tuple[Any, str]:
     """(JobConfig, its path) read from the ConfigMap mounted at `config` in the head, or
     (problems, path)."""
@@ -135,8 +146,12 @@ def _mounted_job_config(doc: dict[str, Any], config: str,
             base = PurePosixPath(mount.get("mountPath", "/"))
             if not PurePosixPath(config).is_relative_to(base) or config == str(base):
                 continue
-            name = volumes.get(mount.get("name"), {}).get("configMap", {}).get("name")
+            source = volumes.get(mount.get("name"), {}).get("configMap", {})
+            name = source.get("name")
             key = str(PurePosixPath(config).relative_to(base))
+            # a volume listing `items` maps chosen keys to paths; without it, path == key
+            key = next((i.get("key") for i in source.get("items", []) if i.get("path") == key),
+                       None if source.get("items") else key)
             text = configmaps.get(name, {}).get("data", {}).get(key)
             where = f"ConfigMap {name!r} data[{key!r}]"
             if text is None:
@@ -199,10 +214,25 @@ def _feeds_serving(job: JobConfig, where: str, serve_config: dict[str, Any] | No
         ("registry", job.paths.registry, args.registry_uri()),
         ("task", job.task, args.task),
         ("generator.model", job.generator.model, args.generator.model),
-        ("generator.embedded.model_dir", job.generator.embedded.model_dir,
-         args.generator.embedded.model_dir),
     ]
+    if job.generator.base_url is not None:
+        # a job may label with the RayService's own LLM instead of an embedded one
+        pairs.append(("generator.base_url", job.generator.base_url,
+                      serve_llm_url(serve_config or {})))
+    else:
+        pairs.append(("generator.embedded.model_dir", job.generator.embedded.model_dir,
+                      args.generator.embedded.model_dir))
     if args.base_history is not None:
         pairs.append(("work_dir", job.paths.dataset, args.base_history))
     return [f"{where}.{name}: serving uses {theirs!r}, got {ours!r}"
             for name, ours, theirs in pairs if ours != theirs]
+
+
+def serve_llm_url(serve_config: dict[str, Any]) -> str | None:
+    """The OpenAI base URL of the RayService's LLM app as a pod in the namespace reaches it."""
+    port = (serve_config.get("http_options") or {}).get("port", 8000)
+    llm = [a for a in serve_config.get("applications", []) if a.get("import_path") == LLM_APP]
+    if not llm:
+        return None
+    prefix = llm[0].get("route_prefix", "/").rstrip("/")
+    return f"http://{SERVE_SERVICE}:{port}{prefix}/v1"

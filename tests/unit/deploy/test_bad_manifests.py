@@ -46,8 +46,8 @@ def edit(node: Any, path: str, value: Any) -> None:
 
 @dataclass(frozen=True)
 class Bad:
-    kind: str  # the document edited
-    path: str  # inside it; a path starting with "serveConfigV2." / "retrain.yaml." edits that
+    kind: str  # the document edited (every one of that kind holding the path's embedded key)
+    path: str  # inside it; a path starting with "serveConfigV2." / "<key>.yaml." edits that
     value: Any  # embedded YAML document instead
     expect: str  # regex a problem must match; it names the path to fix
     crd: bool = False  # caught by a KubeRay CRD schema (skips without ../shared)
@@ -178,6 +178,40 @@ CASES = {
                                      f"{_CM}.generator.model: serving uses 'smollm2'"),
     "train workers bigger than a node": Bad("ConfigMap", "retrain.yaml.train.cpus_per_worker", 12,
                                             f"{_CM}.train.cpus_per_worker: 12 CPU, more than"),
+    # The scheduled refit: the CronJob's steps, its RBAC, the RayJob template, the refit config.
+    "refit runs overlap": Bad("CronJob", "spec.concurrencyPolicy", "Allow",
+                              r"spec.concurrencyPolicy: must be Forbid"),
+    "refit waits on another RayJob": Bad(
+        "CronJob", "spec.jobTemplate.spec.template.spec.containers[0].args[1]", "rayjob/other",
+        r"containers\[0\]: must wait --for=\.\.\. on rayjob/hydralm-refit"),
+    "refit steps out of order": Bad(
+        "CronJob", "spec.jobTemplate.spec.template.spec.initContainers", DELETE,
+        r"must be kubectl delete, create, wait \(in order\), got \['wait'\]"),
+    "refit may not delete": Bad("Role", "rules[0].verbs", ["get", "list", "watch", "create"],
+                                r"'hydralm-refit' may not delete rayjobs"),
+    "refit job that does not refit": Bad(
+        "ConfigMap", "rayjob.yaml.spec.entrypoint",
+        "hydralm fit-users --config /etc/hydralm/refit.yaml --ray-address auto",
+        r"<RayJob template>.spec.entrypoint: .* must refit \(--refit\)"),
+    "refit template with a typo": Bad("ConfigMap", "rayjob.yaml.spec.backofLimit", 1,
+                                      r"<RayJob template>.spec: Additional properties .*backofLimit",
+                                      crd=True),
+    "refit template head takes CPUs": Bad(
+        "ConfigMap", 'rayjob.yaml.spec.rayClusterSpec.headGroupSpec.rayStartParams["num-cpus"]',
+        "1", r"<RayJob template>.*headGroupSpec.rayStartParams.num-cpus: must be \"0\""),
+    "refit labels unlike the retraining": Bad(
+        "ConfigMap", "refit.yaml.labels.pseudo_queries_per_user", 3,
+        r"data\['refit.yaml'\].labels: the refit must match the retraining job's labels"),
+    "refit reads another history store": Bad(
+        "ConfigMap", "refit.yaml.refit.history_backend", "sqlite",
+        r"data\['refit.yaml'\].refit.history_backend: serving appends to 'postgres'"),
+    "refit labels with another LLM": Bad(
+        "ConfigMap", "refit.yaml.generator.base_url", "http://llm.example.com/v1",
+        r"refit.yaml'\].generator.base_url: serving uses 'http://hydralm-serve-svc:8000/llm/v1'"),
+    "refit without the database": Bad(
+        "ConfigMap", "rayjob.yaml.spec.rayClusterSpec.headGroupSpec.template.spec.containers[0]"
+        ".env[3]", DELETE, r"headGroupSpec.template.spec.containers\[0\].env: the refit reads the "
+                           r"PostgreSQL history store"),
     # Core objects (kubernetes-validate, strict) and the ServiceMonitor (hand-written subset).
     "typo'd Service key": Bad("Service", "spec.portz", [],
                               r"spec: Additional properties are not allowed \('portz'"),
@@ -202,10 +236,16 @@ def _edited(manifests: list[Manifest], case: Bad) -> list[Manifest]:
     return out
 
 
+_EMBEDDED = (("serveConfigV2", "spec"), ("retrain.yaml", "data"), ("refit.yaml", "data"),
+             ("rayjob.yaml", "data"))
+
+
 def _apply(doc: dict[str, Any], case: Bad) -> None:
-    for embedded, holder in (("serveConfigV2", ("spec",)), ("retrain.yaml", ("data",))):
+    for embedded, holder in _EMBEDDED:
         if case.path.startswith(embedded + "."):
-            parent = doc[holder[0]]
+            parent = doc[holder]
+            if embedded not in parent:
+                return   # another document of this kind
             inner = yaml.safe_load(parent[embedded])
             edit(inner, case.path[len(embedded) + 1:], case.value)
             parent[embedded] = yaml.safe_dump(inner)
