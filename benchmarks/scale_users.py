@@ -70,6 +70,9 @@ def parse_args(argv=None):
                    help="timed publishes per size (default 15; --quick 5)")
     p.add_argument("--cache", type=int, default=None,
                    help="head cache size for the RSS probe (default 1024; --quick 128)")
+    p.add_argument("--append", action="store_true",
+                   help="keep the other storages' results already in the output file (run local "
+                        "and S3 separately, e.g. S3 under a lock)")
     p.add_argument("--probe-rss", nargs=3, metavar=("URI", "USERS_FILE", "CAPACITY"),
                    help=argparse.SUPPRESS)    # internal: the RSS probe's own process
     return p.parse_args(argv)
@@ -318,10 +321,17 @@ def main(argv=None) -> None:
                                        head_config, env, probe=not results or not args.quick))
     name = "scale_users" + ("_quick" if args.quick else "")
     png = (args.out.with_suffix(".png") if args.out else RESULTS_DIR / f"{name}.png")
+    earlier = {}
+    json_path = args.out or RESULTS_DIR / f"{name}.json"
+    if args.append and json_path.exists():
+        earlier = json.loads(json_path.read_text())
+        mine = {r["storage"] for r in results}
+        results = [r for r in earlier.get("results", []) if r["storage"] not in mine] + results
     plot(results, png)
     path = write_result(name, {
         "benchmark": "scale_users", "quick": args.quick,
-        "seconds": round(time.monotonic() - start), "machine": machine(),
+        "seconds": round(time.monotonic() - start) + earlier.get("seconds", 0),
+        "machine": machine(),
         "method": "real head files only for looked-up and published users; every other user "
                   "an index entry in a real shard; one head kind",
         "baseline": "the smallest size in the same run (goal: largest within 2x)",
