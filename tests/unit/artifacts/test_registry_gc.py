@@ -169,3 +169,10 @@ def test_durations(text, seconds):
 def test_bad_durations_are_refused(text):
     with pytest.raises(argparse.ArgumentTypeError, match=repr(text)):
         parse_duration(text)
+
+
+def test_hydralm_registry_is_a_subcommand_of_the_hydralm_command(registry, capsys):
+    from hydralm.cli import main
+
+    assert main(["registry", "gc", registry.storage.uri, "--grace", "0s"]) == 0
+    assert "would delete" in capsys.readouterr().out
