@@ -41,6 +41,7 @@ from hydralm.data.fs import filesystem_for, join_uri
 from hydralm.errors import NotFoundError
 from hydralm.jobconfig import JobConfig
 from hydralm.model.precision import Precision
+from hydralm.scoring.bundle import bundle_head_configs
 from training.bases import load_kind_base
 from training.files import exists, write_json
 from training.fit_heads import embeddings_table, fit_user_heads, head_fit_config
@@ -137,8 +138,10 @@ def _fit_bucket(cfg: JobConfig, kind: str, version: str, embeddings_uri: str, bu
     table = pds.dataset(path, filesystem=fs, format="parquet").to_table(
         filter=pc.field("user_id").isin(todo))
     init = registry.load_global_head(kind) if cfg.fit.init == "global" else None
+    head = bundle_head_configs(registry, version)[kind]   # the base's head form, not the job's
     heads = fit_user_heads(table, todo, head_fit_config(cfg.fit, cfg.model(kind).dropout),
-                           max_users_per_fit=cfg.fit.max_users_per_fit, init=init)
+                           max_users_per_fit=cfg.fit.max_users_per_fit, init=init,
+                           head=head)
     if crash:
         raise RuntimeError(f"injected failure in bucket {bucket} before saving its heads")
     if heads:
