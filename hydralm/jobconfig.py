@@ -246,7 +246,7 @@ class JobConfig(StrictModel):
 
         task = get_task(self.task)
         if self.data.synth is not None and self.task not in SYNTHETIC_TASKS:
-            raise ValueError(f"data.synth makes {' or '.join(SYNTHETIC_TASKS)} users, but task is "
+            raise ValueError(f"data.synth makes {', '.join(SYNTHETIC_TASKS)} users, but task is "
                              f"{self.task!r}: set task to a synthetic task or use real data")
         if not task.supports_pseudo_queries and self.labels.pseudo_queries_per_user > 0:
             raise ValueError(f"{self.task} history items carry no label, so they cannot be "

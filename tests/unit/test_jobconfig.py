@@ -84,7 +84,7 @@ def test_paths_derive_from_work_dir_and_are_absolute(tmp_path, monkeypatch):
      r"exactly one of"),
     ({"data.synth": _DELETE, "data.lamp_dir": "/l", "data.test_split": "train"},
      r"test_split must differ from data.train_split .*test_split: null"),
-    ({"task": "LaMP-2N"}, r"data.synth makes synth-tag or synth-title users, but task is "
+    ({"task": "LaMP-2N"}, r"data.synth makes synth-tag, synth-title, synth-rate users, but task is "
                           r"'LaMP-2N'"),
     ({"task": "LaMP-1", "data.synth": _DELETE, "data.lamp_dir": "/l"},
      r"LaMP-1 .* set labels.pseudo_queries_per_user: 0"),
