@@ -130,8 +130,8 @@ def test_killing_a_scorer_replica_under_load(api):
 
 def test_an_acknowledged_append_survives_killing_the_ingress_at_once(api):
     item = {"id": "acked-1", "description": SECRET, "tag": "action"}
-    r = api.post("/v1/users/alice/history", headers=A, json={"items": [item]})
-    assert r.status_code == 200 and r.json()["durable"] is True
+    acked = api.post("/v1/users/alice/history", headers=A, json={"items": [item]})
+    assert acked.status_code == 200 and acked.json()["durable"] is True
     (ingress,) = replica_names(APP, "HydraIngress")
     kill_replica(ingress)                     # no other request in between
     wait_until(lambda: replica_names(APP, "HydraIngress") not in ([], [ingress])
@@ -141,7 +141,7 @@ def test_an_acknowledged_append_survives_killing_the_ingress_at_once(api):
     assert r.status_code == 200 and r.json()["item_ids"] == ["acked-1"], r.text
     again = api.post("/v1/users/alice/history", headers=A, json={"items": [item]})
     assert again.status_code == 200, again.text  # a re-sent append is idempotent: adds nothing
-    assert again.json()["history_length"] == r.json()["history_length"]
+    assert again.json()["history_length"] == acked.json()["history_length"]
 
 
 def _ready(api: httpx.Client) -> bool:
