@@ -92,10 +92,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         with times("HYDRA app"):
             base = _deploy_hydra(apps["hydralm"], job, llm_url, args.port)
         with times("answers"):
-            _show_answers(base, job, args.queries)
-        # The refit loop goes here, on the same Ray, generator and app (a `times(...)` stage
-        # each): append to the history of the users whose queries `_show_answers` returned
-        # (through the app), `hydralm fit-users --refit` (`_run_stage`), answer them again.
+            queries = _show_answers(base, job, args.queries)
+        if queries and job.data.synth is not None:
+            _refit_loop(args, job, base, queries[0], llm_url,
+                        ray.get_runtime_context().gcs_address, times)
     finally:
         _say("stopping Serve and Ray")
         with times("shutdown"):
@@ -244,6 +244,71 @@ def _print_query(q, answers: dict[str, dict], profile) -> None:
         echo(f"    - [{label}] {str(item.get('description') or item.get('text') or '')[:60]}")
     cands = ", ".join(f"{c['text']!r} {c['score']:.3f}" for c in hydra["candidates"])
     echo(f"  the {len(hydra['candidates'])} candidates, adapter scores: {cands}")
+
+
+REFIT_ITEMS = 3   # history items the refit loop appends
+
+
+def _refit_loop(args: argparse.Namespace, job, base: str, query, llm_url: str, address: str,
+                times: StageTimes) -> None:
+    """The online loop for one shown user: append new history through the API, refit that user
+    from the history store (`hydralm fit-users --refit`), answer the same query again once the
+    Scorer has picked the new heads up (its registry poll)."""
+    from hydralm.artifacts import Registry
+
+    user = query.user_id
+    registry = Registry(job.paths.registry)
+    before = registry.head_entry("adapter", user)
+    items = _new_history_items(job, user)
+    _say(f"the online loop: {len(items)} new history items of user {user} through the API, a "
+         "refit from the history store, the same query again")
+    with times("refit loop"), httpx.Client(timeout=120.0) as client:
+        resp = client.post(f"{base}/v1/users/{user}/history", json={"items": items})
+        resp.raise_for_status()
+        length = resp.json()["history_length"]
+        echo(f"  appended {len(items)} items ({', '.join(i['tag'] for i in items)}): "
+             f"history now {length} items")
+        _run_stage(["fit-users", "--config", str(_refit_config(args.config, job)), "--refit",
+                    "--ray-address", address], llm_url, address)
+        after = registry.head_entry("adapter", user)
+        time.sleep(3.0)   # the Scorer checks the registry at most every poll_interval_s (2 s)
+        resp = client.post(f"{base}/v1/personalize",
+                           json={"user": user, "input": query.input, "method": "hydra"})
+        resp.raise_for_status()
+    echo(f"  heads of {user}: fitted on history version {_version(before)} -> {_version(after)}")
+    echo(f"  HYDRA's answer after the refit: {resp.json()['answer']!r} (heads: "
+         f"{resp.json()['head']}; gold {query.gold!r})")
+
+
+def _version(entry) -> str:
+    return "none" if entry is None or entry.history_version is None else str(entry.history_version)
+
+
+def _new_history_items(job, user: str) -> list[dict]:
+    """REFIT_ITEMS new items of a synthetic user, drawn from the same user's preferences.
+
+    A user's items and then their queries come from one random stream, so the draws right after
+    their items ARE their queries: the new items are the draws after those, never a query (nor
+    its gold) of the user."""
+    from hydralm.data.synth import synthesize
+
+    synth = job.data.synth
+    seen = synth.items_per_user + synth.queries_per_user
+    (record, *_) = synthesize(job.task, 1, synth.seed, queries_per_user=1,
+                              items_per_user=seen + REFIT_ITEMS, first_user=int(user.lstrip("u")))
+    return list(record.profile[seen:])
+
+
+def _refit_config(config: Path, job) -> Path:
+    """The job's config with its refit reading the history store the demo's app appends to."""
+    import yaml
+
+    doc = load_yaml(config)
+    doc.setdefault("refit", {})["history_path"] = str(
+        (Path(job.paths.work_dir) / "serving" / "history.db").resolve())
+    path = Path(job.paths.work_dir) / "refit-job.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    return path
 
 
 def _deploy(application: Any, app: dict[str, Any]) -> None:

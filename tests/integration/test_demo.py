@@ -89,8 +89,22 @@ def test_the_demo_answers_and_ends_with_the_summary_and_the_stage_times(demo_run
                      r"\(HYDRA\) \d$", out, re.M), out[-2000:]
     times = re.search(r"^\[demo\] stage times: (.*); total [\d.]+ min$", out, re.M)
     assert times, out[-2000:]
-    for stage in ("generator", "labels", "train", "fit-users", "HYDRA app", "answers"):
+    for stage in ("generator", "labels", "train", "fit-users", "HYDRA app", "answers",
+                  "refit loop"):
         assert re.search(rf"\b{stage} \d+ s\b", times.group(1)), (stage, times.group(1))
+
+
+def test_the_online_loop_appends_refits_and_answers_with_the_new_heads(demo_run):
+    """One shown user gets 3 new items through the API; `fit-users --refit` refits them from the
+    history store; their heads then record the store's version and HYDRA answers again."""
+    proc, _ = demo_run
+    out = proc.stdout
+    assert "[demo] the online loop: 3 new history items of user" in out, out[-2000:]
+    appended = re.search(r"appended 3 items \(.*\): history now (\d+) items", out)
+    assert appended and int(appended.group(1)) == 8 + 3, out[-2000:]    # items_per_user + 3
+    versions = re.search(r"fitted on history version (\S+) -> (\d+)$", out, re.M)
+    assert versions and versions.group(1) != versions.group(2), out[-2000:]
+    assert re.search(r"HYDRA's answer after the refit: '.*' \(heads: user; gold ", out), out[-2000:]
 
 
 def test_each_long_stage_shows_its_progress_bar(demo_run):
