@@ -10,7 +10,8 @@ The bases run in `precision` ('auto': bf16 where the device has native bf16, els
 hydralm.model.precision); the heads always compute in fp32.
 
 Registry changes are picked up without a restart: at most every `poll_interval_s` the registry's
-cheap `manifest_version()` is read; on a change, cached heads whose file changed are dropped, and
+cheap `manifest_version()` is read; on a change, the cached users of the index shards whose file
+changed are dropped (hydralm/scoring/registry_view.py), and
 a new base replaces the encoders and starts fresh head caches (every old head belongs to the old
 base). A head load that finds the registry already on a newer base refreshes and retries once.
 """

@@ -50,7 +50,8 @@ def score_jobs(encoder: BaseEncoder, jobs: Sequence[ForwardJob], *, max_pairs: i
                device: str | torch.device = "cpu") -> list[list[float]]:
     """Scores of every job's pairs: ONE base forward over all the jobs' rows (several only when
     there are more than `max_pairs` rows), then a temporary bank of the jobs' distinct heads applied
-    by gathered batched matmul, each row through its own job's head."""
+    segment by segment (rows sorted by head, one matmul per head: HeadBank's "segment" mode), each
+    row through its own job's head."""
     heads, job_slots = distinct_heads(jobs)
     firsts = [f for job in jobs for f in job.firsts]
     seconds = [s for job in jobs for s in job.seconds]
