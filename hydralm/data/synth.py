@@ -21,7 +21,9 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from hydralm.data.fs import join_uri, open_output_stream
 from hydralm.data.lamp import check_task
@@ -87,53 +89,36 @@ def _tag_movie(rng: random.Random, favourites: tuple[str, ...]) -> tuple[str, st
     return describe_movie(rng, plausible), tag
 
 
-def _tag_records(rng: random.Random, uid: str, n_items: int, n_queries: int) -> list[LampRecord]:
-    favourites = _tag_user(rng)
-    profile = []
-    for j in range(n_items):
-        description, tag = _tag_movie(rng, favourites)
-        profile.append({"id": f"{uid}-i{j:03d}", "description": description, "tag": tag})
+@dataclass(frozen=True)
+class _Maker:
+    """How one synthetic task draws a user, then each of their items and queries (one stream)."""
+
+    new_user: Callable[[random.Random], Any]
+    draw: Callable[[random.Random, Any], tuple[str, str]]     # -> (content, the user's answer)
+    item: Callable[[str, str], dict]                          # (content, answer) -> item fields
+    prompt: Callable[[str], str]                              # content -> query input
+
+
+def _records(maker: _Maker, rng: random.Random, uid: str, n_items: int,
+             n_queries: int) -> list[LampRecord]:
+    user = maker.new_user(rng)
+    profile = tuple({"id": f"{uid}-i{j:03d}", **maker.item(*maker.draw(rng, user))}
+                    for j in range(n_items))
     records = []
     for k in range(n_queries):
-        description, tag = _tag_movie(rng, favourites)
-        records.append(LampRecord(id=f"{uid}-q{k}", user_id=uid, profile=tuple(profile),
-                                  input=TAG_PROMPT.format(description=description), gold=tag))
+        content, answer = maker.draw(rng, user)
+        records.append(LampRecord(id=f"{uid}-q{k}", user_id=uid, profile=profile,
+                                  input=maker.prompt(content), gold=answer))
     return records
 
 
-def _title_records(rng: random.Random, uid: str, n_items: int,
-                   n_queries: int) -> list[LampRecord]:
-    user = title_user(rng)
-    profile = []
-    for j in range(n_items):
-        abstract, title = title_paper(rng, user)
-        profile.append({"id": f"{uid}-i{j:03d}", "title": title, "abstract": abstract})
-    records = []
-    for k in range(n_queries):
-        abstract, title = title_paper(rng, user)
-        records.append(LampRecord(id=f"{uid}-q{k}", user_id=uid, profile=tuple(profile),
-                                  input=TITLE_PROMPT.format(abstract=abstract), gold=title))
-    return records
-
-
-def _rate_records(rng: random.Random, uid: str, n_items: int, n_queries: int) -> list[LampRecord]:
-    user = rating_user(rng)
-    profile = []
-    for j in range(n_items):
-        text, score = rating_review(rng, user)
-        profile.append({"id": f"{uid}-i{j:03d}", "text": text, "score": score})
-    records = []
-    for k in range(n_queries):
-        text, score = rating_review(rng, user)
-        records.append(LampRecord(id=f"{uid}-q{k}", user_id=uid, profile=tuple(profile),
-                                  input=RATE_PROMPT.format(text=text), gold=score))
-    return records
-
-
-_MAKERS: dict[str, Callable[[random.Random, str, int, int], list[LampRecord]]] = {
-    "synth-tag": _tag_records,
-    "synth-title": _title_records,
-    "synth-rate": _rate_records,
+_MAKERS: dict[str, _Maker] = {
+    "synth-tag": _Maker(_tag_user, _tag_movie, lambda d, t: {"description": d, "tag": t},
+                        lambda d: TAG_PROMPT.format(description=d)),
+    "synth-title": _Maker(title_user, title_paper, lambda a, t: {"title": t, "abstract": a},
+                          lambda a: TITLE_PROMPT.format(abstract=a)),
+    "synth-rate": _Maker(rating_user, rating_review, lambda x, s: {"text": x, "score": s},
+                         lambda x: RATE_PROMPT.format(text=x)),
 }
 
 
@@ -159,7 +144,8 @@ def synthesize(task: str, users: int, seed: int, *, queries_per_user: int = 4,
     records: list[LampRecord] = []
     for number in range(first_user, first_user + users):
         rng = random.Random(f"hydralm-synth/{task}/{seed}/{number}")
-        records += _MAKERS[task](rng, f"u{number:04d}", items_per_user, queries_per_user)
+        records += _records(_MAKERS[task], rng, f"u{number:04d}", items_per_user,
+                            queries_per_user)
     return records
 
 
