@@ -22,13 +22,13 @@ import json
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 from hydralm.errors import HistoryConflictError
 from hydralm.pipeline.interfaces import HistoryStore
 
-__all__ = ["MAX_USER_ID_LENGTH", "SqliteHistoryStore", "encode_items", "new_items",
+__all__ = ["MAX_USER_ID_LENGTH", "SqliteHistoryStore", "encode_items", "new_items", "page_versions",
            "validate_user_id"]
 
 log = logging.getLogger(__name__)
@@ -115,6 +115,21 @@ def _run_script(conn: sqlite3.Connection, script: str) -> None:
     for statement in script.split(";"):
         if statement.strip():
             conn.execute(statement)
+
+
+def page_versions(fetch: Callable[[str, int], Sequence[tuple[str, int]]],
+                  batch_size: int) -> Iterator[tuple[str, int]]:
+    """Every (user, version) in user-id order, read `batch_size` at a time by keyset paging:
+    `fetch(after, limit)` returns the next users after `after` (the stores' iter_versions)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    after = ""
+    while True:
+        rows = fetch(after, batch_size)
+        yield from ((u, int(v)) for u, v in rows)
+        if len(rows) < batch_size:
+            return
+        after = rows[-1][0]
 
 
 class SqliteHistoryStore(HistoryStore):
@@ -207,17 +222,9 @@ class SqliteHistoryStore(HistoryStore):
         return int(row[0]) if row else 0
 
     def iter_versions(self, batch_size: int = 1000) -> Iterator[tuple[str, int]]:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        after = ""
-        while True:
-            rows = self._conn().execute(
-                "SELECT user_id, version FROM users WHERE user_id > ? ORDER BY user_id LIMIT ?",
-                (after, batch_size)).fetchall()
-            yield from ((u, int(v)) for u, v in rows)
-            if len(rows) < batch_size:
-                return
-            after = rows[-1][0]
+        return page_versions(lambda after, limit: self._conn().execute(
+            "SELECT user_id, version FROM users WHERE user_id > ? ORDER BY user_id LIMIT ?",
+            (after, limit)).fetchall(), batch_size)
 
     def seed(self, histories: Iterable[tuple[str, list[dict]]]) -> int:
         """Load users' base histories (skips users that already have any), a batch of users per

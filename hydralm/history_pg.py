@@ -26,7 +26,7 @@ from psycopg import conninfo
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from hydralm.errors import ConfigError, HistoryUnavailableError
-from hydralm.history import encode_items, new_items, validate_user_id
+from hydralm.history import encode_items, new_items, page_versions, validate_user_id
 from hydralm.pipeline.interfaces import HistoryStore
 from hydralm.settings import env_float, env_int, env_str
 
@@ -196,18 +196,9 @@ class PostgresHistoryStore(HistoryStore):
         return int(row[0]) if row else 0
 
     def iter_versions(self, batch_size: int = 1000) -> Iterator[tuple[str, int]]:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        after = ""
-        while True:
-            rows = self._run(lambda conn, a=after: conn.execute(
-                "SELECT user_id, version FROM hydralm_history_users WHERE user_id > %s "
-                "ORDER BY user_id LIMIT %s",
-                (a, batch_size)).fetchall())
-            yield from ((u, int(v)) for u, v in rows)
-            if len(rows) < batch_size:
-                return
-            after = rows[-1][0]
+        return page_versions(lambda after, limit: self._run(lambda conn: conn.execute(
+            "SELECT user_id, version FROM hydralm_history_users WHERE user_id > %s "
+            "ORDER BY user_id LIMIT %s", (after, limit)).fetchall()), batch_size)
 
     def users(self) -> list[str]:
         return [u for u, _ in self.iter_versions()]
