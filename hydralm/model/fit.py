@@ -1,19 +1,20 @@
 """Fitting per-user heads with the base frozen: every user's head trained at once, as if alone.
 
-All users advance in lockstep: at each step every user with rows left contributes its next
-mini-batch of its own rows, the loss is the sum of the per-user mean losses, and AdamW moves only
-the heads that had rows (each with its own step count). Heads do not share parameters, so a user's
-head follows the same trajectory it would fitting alone (up to the random order of its rows).
+Every head trains on its own rows only: at each of its steps a head takes the next mini-batch of
+its own rows, its loss is the mean over them, and AdamW moves it with its own step count. Heads do
+not share parameters, so a user's head follows the same trajectory it would fitting alone (up to
+the random order of its rows and its dropout draws).
 
 How that is made cheap (benchmarks/fit_heads.py; the profile is in docs/training.md): users are
 grouped by how many steps an epoch gives them (ceil(rows / batch_size)) and cut into chunks of
 `_CHUNK_HEADS` heads whose tensors are stacked [G, ...] (a view of the bank where the chunk's heads
-are consecutive). At step s exactly the chunks with more than s steps are active, whole, so a step
-is one padded batch [G, L, d] per active chunk: a batched matmul forward (`torch.baddbmm`), the
-gradients written by hand into buffers kept across steps (no autograd graph, no fresh
-[G, d, d] gradient per step), and one fused `torch.optim.AdamW` per chunk, while its tensors are
-still in cache. No per-user Python, no gather or scatter of head weights: every head of a chunk has
-the same step count, and a chunk without rows in a step is not stepped (no decay, no momentum).
+are consecutive). A chunk runs all its epochs before the next chunk starts, so its weights,
+gradients and AdamW moments (one workspace reused by every chunk) stay in the CPU's cache from
+step to step. A step is one padded batch [G, L, d] (one gather from the cached vectors): a batched
+matmul forward (`torch.baddbmm`), the gradients written by hand into the workspace (no autograd
+graph, no fresh [G, d, d] gradient per step) and one fused AdamW over the stacked tensors. No
+per-user Python, no gather or scatter of head weights: every head of a chunk has the same step
+count, and a head out of rows is never stepped (no decay, no momentum).
 
 Two ways to feed the heads (`fit_heads_on_embeddings` and `fit_heads_reencode`) share one loop:
 - cached: the frozen base embeds every pair once; epochs reuse the vectors. This is what makes
@@ -32,7 +33,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from pydantic import Field
-from torch import Tensor, nn
+from torch import Tensor
+from torch.optim.adamw import adamw
 
 from hydralm.config import StrictModel
 from hydralm.model.config import HeadConfig
@@ -61,21 +63,34 @@ class HeadFitConfig(StrictModel):
 
 @dataclass
 class _Chunk:
-    """Up to `_CHUNK_HEADS` heads with the same steps per epoch, fitted as one stacked batch: their
-    bank indices, stacked tensors (each its own leaf, so AdamW keeps one state per chunk), gradient
-    buffers written in place every step, and the AdamW that moves them."""
+    """Up to `_CHUNK_HEADS` heads with the same steps per epoch, fitted as one stacked batch."""
 
     heads: Tensor                       # [G] bank indices
     steps: int                          # steps per epoch of every head here
-    params: dict[str, nn.Parameter]     # name -> [G, ...], in the bank's names order
-    grads: dict[str, Tensor]            # name -> [G, ...], reused every step
-    opt: torch.optim.Optimizer
 
 
-# Heads per chunk: a chunk's tensors (weights, gradients, two AdamW moments: 4 * 590 KB per dense
-# 384-d head) stay in the CPU's cache between its forward, backward and update; the loop costs
-# ~0.1 ms of Python per chunk and step (docs/training.md).
-_CHUNK_HEADS = 32
+class _Workspace:
+    """The buffers one chunk trains with, allocated once for the largest chunk and reused (each
+    chunk zeroes its AdamW moments): gradients written in place every step, the two moments and
+    the step count. Reuse keeps them in cache and spares a fresh page per chunk."""
+
+    def __init__(self, bank: HeadBank, heads: int) -> None:
+        stacked = {name: getattr(bank, name).detach() for name in bank.names}
+        self.grads, self.m, self.v = ({name: t.new_empty(heads, *t.shape[1:])
+                                       for name, t in stacked.items()} for _ in range(3))
+        # one step count per tensor: the fused update advances each one it is given
+        self.steps = [torch.zeros((), device=t.device) for t in stacked.values()]
+
+    def start(self, size: int) -> tuple[dict[str, Tensor], ...]:
+        """The first `size` heads' gradient buffers and fresh (zero) moments."""
+        views = tuple({name: t[:size] for name, t in group.items()}
+                      for group in (self.grads, self.m, self.v))
+        for group in views[1:]:
+            for t in group.values():
+                t.zero_()
+        for step in self.steps:
+            step.zero_()
+        return views
 
 
 def _resolve(config: HeadFitConfig | None, overrides: dict[str, Any]) -> HeadFitConfig:
@@ -108,6 +123,14 @@ def _initial_bank(num_heads: int, dim: int, cfg: HeadFitConfig, init: AnyHeadSta
     return HeadBank.from_states([init] * num_heads, dropout=cfg.dropout)
 
 
+# Heads per chunk on a CPU: a chunk runs all its epochs before the next one starts, so its tensors
+# (weights, gradients, two AdamW moments: 4 * 590 KB per dense 384-d head) stay in the CPU's cache
+# from step to step instead of streaming the whole bank from memory every step; 16 measured best
+# (docs/training.md). On a GPU, more heads per kernel matter more than cache.
+_CHUNK_HEADS = 16
+_CUDA_CHUNK_HEADS = 1024
+
+
 def _chunk_tensor(stacked: Tensor, heads: Tensor) -> Tensor:
     """The rows `heads` of a bank tensor: a view when they are consecutive (updates then land in
     the bank itself), else a copy (written back by `_write_back`)."""
@@ -117,19 +140,12 @@ def _chunk_tensor(stacked: Tensor, heads: Tensor) -> Tensor:
     return stacked.detach()[heads]
 
 
-def _chunks(bank: HeadBank, rows_per_head: Tensor, cfg: HeadFitConfig) -> list[_Chunk]:
-    """The heads with rows, by steps per epoch (most first), in chunks of the bank's tensors."""
+def _chunks(rows_per_head: Tensor, cfg: HeadFitConfig, size: int) -> list[_Chunk]:
+    """The heads with rows, by steps per epoch (most first), in chunks of `size` heads."""
     steps = (rows_per_head + cfg.batch_size - 1) // cfg.batch_size            # [U]
-    chunks = []
-    for count in sorted(set(steps.tolist()) - {0}, reverse=True):
-        for heads in torch.nonzero(steps == count).flatten().split(_CHUNK_HEADS):  # [G]
-            params = {name: nn.Parameter(_chunk_tensor(getattr(bank, name), heads))
-                      for name in bank.names}
-            grads = {name: torch.empty_like(p) for name, p in params.items()}
-            opt = torch.optim.AdamW(params.values(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                    fused=True)
-            chunks.append(_Chunk(heads, int(count), params, grads, opt))
-    return chunks
+    return [_Chunk(heads, int(count))
+            for count in sorted(set(steps.tolist()) - {0}, reverse=True)
+            for heads in torch.nonzero(steps == count).flatten().split(size)]  # [G]
 
 
 def _epoch_plan(head_idx: Tensor, num_heads: int, width: int, gen: torch.Generator) -> Tensor:
@@ -155,12 +171,10 @@ def _keep(shape: tuple[int, ...], p: float, gen: torch.Generator) -> Tensor | No
 
 
 @torch.no_grad()
-def _chunk_step(chunk: _Chunk, x: Tensor, targets: Tensor, weight: Tensor, p: float,
-                gen: torch.Generator) -> float:
-    """One training step of a chunk's heads, gradients by hand (into the chunk's buffers) and
-    AdamW; x [G, L, d], targets [G, L] (0/1), weight [G, L] (1/rows for a real row, 0 for padding).
-    Returns the chunk's summed per-user mean loss."""
-    w, g = chunk.params, chunk.grads
+def _gradients(w: dict[str, Tensor], g: dict[str, Tensor], x: Tensor, targets: Tensor,
+               weight: Tensor, p: float, gen: torch.Generator) -> Tensor:
+    """The chunk's gradients, by hand, into `g`; x [G, L, d], targets [G, L] (0/1), weight [G, L]
+    (1/rows for a real row, 0 for padding). Returns the chunk's summed per-user mean loss."""
     keep_in, keep_hidden = _keep(x.shape, p, gen), _keep(x.shape, p, gen)
     xd = x if keep_in is None else x * keep_in                                # [G, L, d]
     lowrank = "a" in w
@@ -172,8 +186,7 @@ def _chunk_step(chunk: _Chunk, x: Tensor, targets: Tensor, weight: Tensor, p: fl
     hd = hidden if keep_hidden is None else hidden * keep_hidden
     logits = torch.baddbmm(w["b2"].unsqueeze(1), hd, w["w2"])                # [G, L, 2]
     logp = torch.log_softmax(logits, dim=-1)
-    picked = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)               # [G, L]
-    loss = -(picked * weight).sum()
+    loss = -(logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1) * weight).sum()
     # d loss / d logits = (softmax - onehot) * weight
     dlogits = logp.exp_()
     dlogits.scatter_add_(-1, targets.unsqueeze(-1), -torch.ones_like(logits[..., :1]))
@@ -191,59 +204,72 @@ def _chunk_step(chunk: _Chunk, x: Tensor, targets: Tensor, weight: Tensor, p: fl
                   out=g["a"])                                                 # [G, d, r]
     else:
         torch.bmm(xd.transpose(1, 2), dpre, out=g["w1"])                      # [G, d, d]
-    for name, param in w.items():
-        param.grad = g[name]
-    chunk.opt.step()
-    return float(loss)
+    return loss
+
+
+def _fit_chunk(chunk: _Chunk, bank: HeadBank, work: _Workspace, plans: list[Tensor],
+               features: Callable[[Tensor], Tensor], labels: Tensor, cfg: HeadFitConfig,
+               gen: torch.Generator) -> list[Tensor]:
+    """Every epoch of one chunk's heads: a padded batch [G, L, d] per step, gradients by hand and
+    one fused AdamW over the stacked tensors. Returns the chunk's loss per epoch."""
+    w = {name: _chunk_tensor(getattr(bank, name), chunk.heads) for name in bank.names}
+    g, m, v = work.start(chunk.heads.numel())
+    bs, names, losses = cfg.batch_size, list(w), []
+    for plan in plans:
+        rows = plan[chunk.heads]                                              # [G, width]
+        loss = torch.zeros((), device=labels.device)
+        for step in range(chunk.steps):
+            ids = rows[:, step * bs:(step + 1) * bs]
+            ids = ids[:, :int((ids >= 0).sum(1).max())]   # rows come first: drop padding-only
+            valid = (ids >= 0).to(labels.device)          # columns (a last, short step)  [G, L]
+            x = features(ids)                                                 # [G, L, d]
+            weight = valid / valid.sum(1, keepdim=True)                       # 1/rows per row
+            targets = labels[ids.clamp(min=0).to(labels.device)]              # [G, L]
+            loss += _gradients(w, g, x, targets, weight, cfg.dropout, gen)
+            adamw([w[k] for k in names], [g[k] for k in names], [m[k] for k in names],
+                  [v[k] for k in names], [], work.steps, fused=True,
+                  amsgrad=False, beta1=0.9, beta2=0.999, lr=cfg.lr,
+                  weight_decay=cfg.weight_decay, eps=1e-8, maximize=False)
+        losses.append(loss)
+    _write_back(bank, chunk.heads, w)
+    return losses
 
 
 def _fit(features: Callable[[Tensor], Tensor], n: int, dim: int, head_idx: Tensor, labels: Tensor,
          num_heads: int, cfg: HeadFitConfig, init: AnyHeadState | None,
          head: HeadConfig | None, device: torch.device) -> HeadBank:
-    """The shared loop: `features(rows)` gives the [len(rows), d] inputs of those rows (on
-    `device`, where the heads train; row plans stay on the CPU)."""
+    """The shared loop: `features(ids)` gives the inputs [G, L, d] of row ids [G, L] (-1:
+    padding, zeros) on `device`, where the heads train; row plans stay on the CPU. Chunk after
+    chunk, each through all epochs: heads are independent, so the order only changes which random
+    numbers a head draws."""
     head_idx, labels = head_idx.long().cpu(), labels.long().cpu()
     _check_rows(n, head_idx, labels, num_heads)
     gen = torch.Generator().manual_seed(cfg.seed)
     drop = gen if device.type == "cpu" else torch.Generator(device).manual_seed(cfg.seed)
     bank = _initial_bank(num_heads, dim, cfg, init, head, gen).to(device)
-    labels_on = labels.to(device)
-    chunks = _chunks(bank, torch.bincount(head_idx, minlength=num_heads), cfg)
+    size = _CUDA_CHUNK_HEADS if device.type == "cuda" else _CHUNK_HEADS
+    chunks = _chunks(torch.bincount(head_idx, minlength=num_heads), cfg, size)
     if not chunks:
         return bank.eval()
-    bs, most = cfg.batch_size, chunks[0].steps
-    for epoch in range(cfg.epochs):
-        plan = _epoch_plan(head_idx, num_heads, most * bs, gen)               # [U, width]
-        total = 0.0
-        for step in range(most):
-            active = [c for c in chunks if c.steps > step]
-            ids = plan[torch.cat([c.heads for c in active]), step * bs:(step + 1) * bs]  # [A, bs]
-            ids = ids[:, :int((ids >= 0).sum(1).max())]   # rows come first: drop padding-only
-            valid = (ids >= 0).to(device)                 # columns (a last, short step)  [A, L]
-            x = torch.zeros(*ids.shape, dim, device=device)                   # [A, L, d]
-            x[valid] = features(ids[ids >= 0])       # one call per step: one encoder batch
-            weight = valid / valid.sum(1, keepdim=True)                       # 1/rows per row
-            targets = labels_on[ids.clamp(min=0).to(device)]                  # [A, L]
-            start = 0
-            for c in active:
-                end = start + c.heads.numel()
-                total += _chunk_step(c, x[start:end], targets[start:end], weight[start:end],
-                                     cfg.dropout, drop)
-                start = end
-        log.debug("head fitting epoch %d/%d: summed user loss %.4f", epoch + 1, cfg.epochs,
-                  total)
-    _write_back(bank, chunks)
+    width = chunks[0].steps * cfg.batch_size
+    plans = [_epoch_plan(head_idx, num_heads, width, gen) for _ in range(cfg.epochs)]
+    work = _Workspace(bank, max(c.heads.numel() for c in chunks))
+    labels_on = labels.to(device)
+    losses = [_fit_chunk(c, bank, work, plans, features, labels_on, cfg, drop) for c in chunks]
+    if log.isEnabledFor(logging.DEBUG):
+        for epoch, total in enumerate(torch.stack([torch.stack(x) for x in losses]).sum(0)):
+            log.debug("head fitting epoch %d/%d: summed user loss %.4f", epoch + 1, cfg.epochs,
+                      float(total))
     return bank.eval()
 
 
 @torch.no_grad()
-def _write_back(bank: HeadBank, chunks: list[_Chunk]) -> None:
-    """Copy the chunks that are not views of the bank into it."""
-    for c in chunks:
-        for name, param in c.params.items():
-            stacked = getattr(bank, name)
-            if param.untyped_storage().data_ptr() != stacked.untyped_storage().data_ptr():
-                stacked[c.heads] = param
+def _write_back(bank: HeadBank, heads: Tensor, tensors: dict[str, Tensor]) -> None:
+    """Copy a chunk's tensors into the bank where they are copies, not views of it."""
+    for name, tensor in tensors.items():
+        stacked = getattr(bank, name)
+        if tensor.untyped_storage().data_ptr() != stacked.untyped_storage().data_ptr():
+            stacked[heads] = tensor
 
 
 def fit_heads_on_embeddings(embeddings: Tensor, head_idx: Tensor, labels: Tensor, num_heads: int,
@@ -264,9 +290,14 @@ def fit_heads_on_embeddings(embeddings: Tensor, head_idx: Tensor, labels: Tensor
     if embeddings.dim() != 2:
         raise ValueError(f"embeddings must be [N, d], got shape {tuple(embeddings.shape)}")
     on = torch.device(device) if device is not None else embeddings.device
-    x = embeddings.detach().float().to(on)
-    return _fit(lambda rows: x[rows.to(on)], x.shape[0], x.shape[1], head_idx, labels, num_heads,
-                cfg, init, head, on)
+    n, dim = embeddings.shape
+    # a zero row first: row i is at i + 1 and padding (-1) at 0, so a step's batch is one gather
+    table = torch.cat([embeddings.new_zeros(1, dim).float(), embeddings.detach().float()]).to(on)
+
+    def features(ids: Tensor) -> Tensor:
+        return table.index_select(0, (ids + 1).flatten().to(on)).view(*ids.shape, dim)
+
+    return _fit(features, n, dim, head_idx, labels, num_heads, cfg, init, head, on)
 
 
 def fit_heads_reencode(base: BaseEncoder, firsts: Sequence[str], seconds: Sequence[str],
@@ -282,11 +313,13 @@ def fit_heads_reencode(base: BaseEncoder, firsts: Sequence[str], seconds: Sequen
         raise ValueError(f"firsts and seconds must have the same length, "
                          f"got {len(firsts)} and {len(seconds)}")
 
-    def features(rows: Tensor) -> Tensor:
-        ids = rows.tolist()
-        vectors = base.embed([firsts[i] for i in ids], [seconds[i] for i in ids],
-                             batch_size=encode_batch_size)
-        return vectors.float().to(on)
+    def features(ids: Tensor) -> Tensor:
+        real = ids >= 0
+        rows = ids[real].tolist()
+        x = torch.zeros(*ids.shape, base.dim, device=on)                     # [G, L, d]
+        x[real.to(on)] = base.embed([firsts[i] for i in rows], [seconds[i] for i in rows],
+                                    batch_size=encode_batch_size).float().to(on)
+        return x
 
     on = torch.device(device) if device is not None else base.device
     return _fit(features, len(firsts), base.dim, head_idx, labels, num_heads, cfg, init, head, on)
