@@ -40,7 +40,7 @@ from hydralm.data import user_bucket
 from hydralm.data.fs import filesystem_for, join_uri
 from hydralm.errors import NotFoundError
 from hydralm.jobconfig import JobConfig
-from hydralm.model.precision import Precision
+from hydralm.model.precision import Precision, ResolvedPrecision, resolve_precision
 from hydralm.scoring.bundle import bundle_head_configs
 from training.bases import load_kind_base
 from training.files import exists, write_json
@@ -49,8 +49,8 @@ from training.label_store import read_labels
 from training.ray_env import worker_env
 from training.users import UserSplit
 
-__all__ = ["Embedder", "current_base", "fit_labelled", "fitted_users", "head_is_current",
-           "run_fit"]
+__all__ = ["Embedder", "current_base", "embeddings_key", "fit_labelled", "fitted_users",
+           "head_is_current", "run_fit"]
 
 log = logging.getLogger(__name__)
 
@@ -86,13 +86,21 @@ class Embedder:
         return out.append_column("bucket", batch["bucket"])
 
 
+def embeddings_key(users: Mapping[str, int | None], precision: ResolvedPrecision) -> str:
+    """The name of one embedding run: its users, their history versions (a refit of newer history
+    never reuses older vectors) and the encoder's precision (bf16 and fp32 vectors are never
+    mixed or reused for one another)."""
+    named = sorted(users.items()) if any(v is not None for v in users.values()) else sorted(users)
+    return hashlib.sha256(json.dumps([precision, named]).encode()).hexdigest()[:12]
+
+
 def _embed(cfg: JobConfig, kind: str, version: str, labels: pa.Table,
            users: Mapping[str, int | None]) -> tuple[str, float]:
     """Embed the pending users' pairs once (or reuse a complete earlier run); (uri, seconds).
-    The key covers the history versions too: a refit of newer history never reuses older
-    vectors."""
-    named = sorted(users.items()) if any(v is not None for v in users.values()) else sorted(users)
-    key = hashlib.sha256(json.dumps(named).encode()).hexdigest()[:12]
+    'auto' precision is resolved here, once, and handed to every embedding actor as the key
+    names it."""
+    precision = resolve_precision(cfg.fit.precision)
+    key = embeddings_key(users, precision)
     uri = join_uri(cfg.paths.work_dir, "fit", kind, version, key)
     if exists(join_uri(uri, _SUCCESS)):
         log.info("reusing the %s embeddings in %s", kind, uri)
@@ -112,14 +120,15 @@ def _embed(cfg: JobConfig, kind: str, version: str, labels: pa.Table,
         Embedder, fn_constructor_kwargs={"registry_uri": cfg.paths.registry, "kind": kind,
                                          "base_version": version,
                                          "batch_size": cfg.fit.embed_batch_size,
-                                         "precision": cfg.fit.precision},
+                                         "precision": precision},
         batch_size=cfg.fit.embed_batch_size, batch_format="pyarrow",
         num_cpus=cfg.fit.cpus_per_task,
         runtime_env=worker_env() or None,
         compute=ray.data.ActorPoolStrategy(size=cfg.fit.embed_concurrency),
     ).write_parquet(path, filesystem=fs, partition_cols=["bucket"],
                     ray_remote_args={"num_cpus": cfg.fit.cpus_per_task})
-    write_json(join_uri(uri, _SUCCESS), {"users": len(users), "rows": labels.num_rows})
+    write_json(join_uri(uri, _SUCCESS), {"users": len(users), "rows": labels.num_rows,
+                                         "precision": precision})
     return uri, time.monotonic() - start
 
 
