@@ -27,6 +27,7 @@ _EPILOG = """examples:
   hydralm eval --config configs/eval-synth-tag.yaml      # a documented config
   hydralm eval --lamp-dir ../shared/lamp --task LaMP-2N --train-users all --test-users all
   hydralm eval --dataset synth-title --base-url http://10.0.0.5:8000/v1 --model my-llm
+  hydralm eval --dataset synth-tag --precision bf16 --compare-precision fp32   # bf16 vs fp32
 """
 
 
@@ -90,6 +91,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                       "generator; default: deploy the embedded vLLM")
     p.add_argument("--model", help="served model name at --base-url (default smollm2)")
     p.add_argument("--work-dir", help="per-seed jobs, predictions and the generator cache")
+    p.add_argument("--precision", choices=("auto", "bf16", "fp32"),
+                   help="the frozen bases' number format (default auto: bf16 where native)")
+    p.add_argument("--compare-precision", choices=("bf16", "fp32"),
+                   help="also run the HYDRA methods with the bases in this precision (same "
+                        "bases, heads and queries): rows such as hydra_fp32 and the paired "
+                        "differences")
     p.add_argument("--results-dir", help="where the results go (default benchmarks/results)")
     p.add_argument("--ray-address", help="join a running Ray cluster; default: a local Ray")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -126,7 +133,8 @@ def build_config(args: argparse.Namespace) -> EvalConfig:
         data["task"] = args.task
     for flag, key in (("name", "dataset"), ("seeds", "seeds"), ("methods", "methods"),
                       ("max_queries_per_user", "max_queries_per_user"),
-                      ("work_dir", "work_dir"), ("results_dir", "results_dir")):
+                      ("work_dir", "work_dir"), ("results_dir", "results_dir"),
+                      ("precision", "precision"), ("compare_precision", "compare_precision")):
         if getattr(args, flag) is not None:
             data[key] = getattr(args, flag)
     generator = dict(data.get("generator") or {})

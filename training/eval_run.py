@@ -17,6 +17,7 @@ same config makes no generator call and writes the same table.
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import logging
 import time
@@ -39,11 +40,15 @@ from hydralm.evaluation import (
     bootstrap_difference,
     build_result,
     choose_guard,
+    compared_methods,
     fallback_rates,
     markdown_table,
+    merge_precision_run,
     needs_scorer,
     oracle_name,
     plot_result,
+    precision_comparison,
+    precision_row,
     relative_improvement,
     run_queries,
     selection_diagnostics,
@@ -131,13 +136,37 @@ async def _choose_guard(cfg: EvalConfig, personalizer: Personalizer, dataset: Da
     return {**choice.to_dict(), "chosen_on": "training users' held-out queries"}
 
 
-def _scorer(job: JobConfig, methods: list[str]) -> LocalPairScorer | None:
-    """The trained models in this process, when a HYDRA method is evaluated."""
+def _scorer(job: JobConfig, methods: list[str],
+            precision: str | None = None) -> LocalPairScorer | None:
+    """The trained models in this process, when a HYDRA method is evaluated (in `precision`,
+    default the job's)."""
     if not any(needs_scorer(m) for m in methods):
         return None
-    scorer = LocalPairScorer(Registry(job.paths.registry), precision=job.fit.precision)
+    scorer = LocalPairScorer(Registry(job.paths.registry),
+                             precision=precision or job.fit.precision)
     scorer.load()
     return scorer
+
+
+async def _other_precision(cfg: EvalConfig, job: JobConfig, personalizer: Personalizer,
+                           queries: list[EvalQuery], outcomes: list[QueryOutcome],
+                           progress: bool) -> dict[str, Any]:
+    """The HYDRA methods again with the bases in `cfg.compare_precision` (same heads, generator,
+    history and guard), merged into `outcomes` as rows <method>_<precision>."""
+    other = cfg.compare_precision
+    if personalizer.scorer.precision == other:
+        raise ValueError(f"precision {cfg.precision!r} resolves to {other!r} here, the same as "
+                         f"compare_precision: compare with the other one")
+    scorer = _scorer(job, cfg.methods, other)
+    twin = copy.copy(personalizer)
+    twin.scorer = scorer
+    try:
+        theirs = await run_queries(twin, queries, compared_methods(cfg.methods),
+                                   knn_k=job.labels.k_prompt, concurrency=cfg.concurrency,
+                                   progress=progress, desc=f"eval {other}")
+    finally:
+        scorer.close()
+    return {"precision": other, **merge_precision_run(outcomes, theirs, other)}
 
 
 def evaluate_seed(cfg: EvalConfig, job: JobConfig, seed: int, *, base_url: str,
@@ -157,14 +186,19 @@ def evaluate_seed(cfg: EvalConfig, job: JobConfig, seed: int, *, base_url: str,
         max_tokens=labels.answer_tokens(task.kind), sampling=labels.sampling())
 
     guard: dict[str, Any] = {}
+    compared: dict[str, Any] = {}
 
     async def run() -> list[QueryOutcome]:
         try:
             guard.update(await _choose_guard(cfg, personalizer, dataset, split.train,
                                              labels.max_queries_per_user, progress))
-            return await run_queries(personalizer, queries, cfg.methods,
-                                     knn_k=labels.k_prompt, concurrency=cfg.concurrency,
-                                     progress=progress, desc=f"eval seed {seed}")
+            outcomes = await run_queries(personalizer, queries, cfg.methods,
+                                         knn_k=labels.k_prompt, concurrency=cfg.concurrency,
+                                         progress=progress, desc=f"eval seed {seed}")
+            if cfg.compare_precision is not None:
+                compared.update(await _other_precision(cfg, job, personalizer, queries,
+                                                       outcomes, progress))
+            return outcomes
         finally:
             await client.aclose()
 
@@ -180,7 +214,8 @@ def evaluate_seed(cfg: EvalConfig, job: JobConfig, seed: int, *, base_url: str,
              "precision": scorer.precision if scorer is not None else None,
              "user_heads": _user_head_share(outcomes),
              "selection": selection_diagnostics(task, outcomes),
-             "guard": guard, "fallbacks": fallback_rates(outcomes)}
+             "guard": guard, "fallbacks": fallback_rates(outcomes),
+             **({"compare_precision": compared} if compared else {})}
     _write_predictions(join_uri(job.paths.work_dir, "eval", "predictions.jsonl"), outcomes)
     log.info("seed %d: %s", seed, stats)
     return SeedRun(seed, {"train": len(split.train), "test": len(split.test)}, outcomes, stats)
@@ -203,7 +238,12 @@ def _write_predictions(uri: str, outcomes: list[QueryOutcome]) -> None:
 
 
 def _rows(cfg: EvalConfig) -> list[str]:
-    rows = [*cfg.methods, HISTORY_KNN]
+    """Table order: the methods, each HYDRA one followed by its other-precision row, then the
+    reference rows."""
+    other = cfg.compare_precision
+    rows = [row for m in cfg.methods for row in (
+        [m, precision_row(m, other)] if other is not None and needs_scorer(m) else [m])]
+    rows.append(HISTORY_KNN)
     if "hydra" in cfg.methods:
         rows.append(oracle_name(cfg.labels.n_candidates))
     return rows
@@ -233,7 +273,21 @@ def summarize(cfg: EvalConfig, runs: list[SeedRun], *, generator: str,
                                       for r in runs}}
     return build_result(dataset=cfg.dataset_name, task=task, generator=generator,
                         users=runs[0].users, seeds=[r.seed for r in runs], methods=methods,
-                        difference=difference, selection=selection, run=run_info)
+                        difference=difference, selection=selection,
+                        precision_comparison=_precisions(cfg, runs, scores, options),
+                        run=run_info)
+
+
+def _precisions(cfg: EvalConfig, runs: list[SeedRun], scores: dict[str, list[QueryScores]],
+                options: dict[str, Any]) -> dict[str, Any] | None:
+    """The paired differences between the seeds' precision and `compare_precision`."""
+    if cfg.compare_precision is None:
+        return None
+    task = get_task(cfg.task)
+    return precision_comparison(
+        scores, cfg.methods, precision=runs[0].stats["precision"], other=cfg.compare_precision,
+        metric=task.primary_metric, higher_is_better=task.higher_is_better,
+        shared=[r.stats["compare_precision"] for r in runs], **options)
 
 
 def write_outputs(cfg: EvalConfig, result: dict[str, Any]) -> dict[str, Path]:

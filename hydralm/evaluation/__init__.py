@@ -15,6 +15,12 @@ from hydralm.evaluation.config import BootstrapConfig, EvalConfig, EvalUsers, lo
 from hydralm.evaluation.diagnostics import fallback_rates, selection_diagnostics
 from hydralm.evaluation.guard import CalibrationRow, GuardChoice, choose_guard
 from hydralm.evaluation.plot import plot_result
+from hydralm.evaluation.precision import (
+    compared_methods,
+    merge_precision_run,
+    precision_comparison,
+    precision_row,
+)
 from hydralm.evaluation.reference import closeness, history_knn, oracle_best
 from hydralm.evaluation.report import (
     PROMPT_BASELINES,
@@ -55,14 +61,18 @@ __all__ = [
     "build_result",
     "choose_guard",
     "closeness",
+    "compared_methods",
     "fallback_rates",
     "history_knn",
     "load_eval_config",
     "markdown_table",
+    "merge_precision_run",
     "needs_scorer",
     "oracle_best",
     "oracle_name",
     "plot_result",
+    "precision_comparison",
+    "precision_row",
     "relative_improvement",
     "resample_indices",
     "run_queries",

@@ -18,7 +18,7 @@ from pydantic import Field, field_validator, model_validator
 from hydralm.config import StrictModel
 from hydralm.data.fs import join_uri
 from hydralm.data.schema import TASK_NAMES, TaskName
-from hydralm.evaluation.runner import LLM_METHODS
+from hydralm.evaluation.runner import LLM_METHODS, needs_scorer
 from hydralm.generator.config import GeneratorConfig
 from hydralm.jobconfig import DataConfig, FitConfig, JobConfig, TrainConfig, UsersConfig
 from hydralm.labels.config import LabelsConfig
@@ -97,6 +97,12 @@ class EvalConfig(StrictModel):
     fit: FitConfig = Field(default_factory=FitConfig,
                            description="The fit stage (its seed and precision are set per seed).")
     precision: Precision = precision_field()
+    compare_precision: Literal["bf16", "fp32"] | None = Field(
+        None, description="Also run the HYDRA methods with the frozen bases in this precision, on "
+                          "the same trained bases and heads and the same test queries: rows "
+                          "<method>_<precision> (e.g. hydra_fp32) and the paired differences in "
+                          "`precision_comparison` (hydralm/evaluation/precision.py). Must differ "
+                          "from what `precision` resolves to; None: one precision.")
     work_dir: str | None = Field(None, description="Per-seed jobs, predictions and the cache. "
                                                    "None: HYDRALM_HOME/eval/<dataset>_<task>.")
     results_dir: str = Field("benchmarks/results", min_length=1,
@@ -120,6 +126,12 @@ class EvalConfig(StrictModel):
             raise ValueError(f"fit.precision ({self.fit.precision!r}) differs from precision "
                              f"({self.precision!r}): the eval fits and scores in one precision; "
                              "set only the top-level precision")
+        if self.compare_precision == self.precision:
+            raise ValueError(f"compare_precision ({self.compare_precision!r}) equals precision: "
+                             "compare with the other one")
+        if self.compare_precision is not None and not any(needs_scorer(m) for m in self.methods):
+            raise ValueError(f"compare_precision needs a HYDRA method (one with trained heads), "
+                             f"got methods {self.methods!r}")
         synth = self.data.synth
         if synth is not None and self.users.train and self.users.test:
             wanted = self.users.train + self.users.test

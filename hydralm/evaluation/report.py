@@ -4,8 +4,10 @@ table.
 The document (`benchmarks/results/quality_<dataset>_<task>.json`):
 `{"dataset", "task", "generator", "users": {"train", "test"}, "seeds", "primary_metric",
 "methods": {METHOD: {METRIC: {"mean", "ci_low", "ci_high"}}}, "relative_improvement",
-"selection", "run"}`; `selection` (over every seed's queries with HYDRA candidates) holds how often
-the adapter picks a best candidate against a uniformly random pick, and their difference;
+"selection", "precision_comparison", "run"}`; `selection` (over every seed's queries with HYDRA
+candidates) holds how often the adapter picks a best candidate against a uniformly random pick,
+and their difference; `precision_comparison` (only with `compare_precision`) the paired
+differences of the HYDRA rows between two precisions (hydralm/evaluation/precision.py);
 `run` holds how it was made (config, queries, timings, generator calls and cache hits) and is the
 only part that may differ between two runs of the same configuration.
 """
@@ -31,8 +33,8 @@ PROMPT_BASELINES: tuple[str, ...] = ("zero_shot", "icl_random", "rag_bm25")
 _ESTIMATE = {"type": "object", "required": ["mean", "ci_low", "ci_high"],
              "additionalProperties": False,
              "properties": {k: {"type": "number"} for k in ("mean", "ci_low", "ci_high")}}
-_METHOD_NAMES = ("^(zero_shot|icl_random|rag_bm25|hydra_reranker|hydra_adapter|hydra|history_knn"
-                 "|oracle_best_of_[0-9]+)$")
+_METHOD_NAMES = ("^(zero_shot|icl_random|rag_bm25|(hydra_reranker|hydra_adapter|hydra)(_bf16|_fp32)?"
+                 "|history_knn|oracle_best_of_[0-9]+)$")
 
 RESULT_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -65,6 +67,18 @@ RESULT_SCHEMA: dict[str, Any] = {
                            "higher_is_better": {"type": "boolean"},
                            "difference": _ESTIMATE}},
         "selection": {"type": ["object", "null"]},
+        "precision_comparison": {
+            "type": "object",
+            "required": ["precision", "other", "metric", "higher_is_better", "differences",
+                         "queries", "same_candidates", "adapter_score_max_abs_diff"],
+            "properties": {"precision": {"enum": ["bf16", "fp32"]},
+                           "other": {"enum": ["bf16", "fp32"]},
+                           "metric": {"type": "string"},
+                           "higher_is_better": {"type": "boolean"},
+                           "differences": {"type": "object", "additionalProperties": _ESTIMATE},
+                           "queries": {"type": "integer", "minimum": 0},
+                           "same_candidates": {"type": "integer", "minimum": 0},
+                           "adapter_score_max_abs_diff": {"type": "number", "minimum": 0}}},
         "run": {"type": "object"},
     },
 }
@@ -98,9 +112,11 @@ def build_result(*, dataset: str, task, generator: str, users: Mapping[str, int]
                  seeds: Sequence[int], methods: Mapping[str, Mapping[str, Estimate]],
                  difference: Estimate | None = None,
                  selection: Mapping[str, Any] | None = None,
+                 precision_comparison: Mapping[str, Any] | None = None,
                  run: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The result document (see the module docstring), methods in the given order;
-    `difference` as in `relative_improvement`; `selection` from `selection_diagnostics`."""
+    `difference` as in `relative_improvement`; `selection` from `selection_diagnostics`;
+    `precision_comparison` from `hydralm.evaluation.precision.precision_comparison`."""
     return {
         "dataset": dataset, "task": task.name, "generator": generator,
         "users": {"train": int(users["train"]), "test": int(users["test"])},
@@ -111,6 +127,8 @@ def build_result(*, dataset: str, task, generator: str, users: Mapping[str, int]
             methods, task.primary_metric, higher_is_better=task.higher_is_better,
             difference=difference),
         "selection": _selection(selection),
+        **({"precision_comparison": dict(precision_comparison)}
+           if precision_comparison is not None else {}),
         **({"run": dict(run)} if run is not None else {}),
     }
 
@@ -165,4 +183,17 @@ def markdown_table(result: Mapping[str, Any]) -> str:
         if sel.get("fallback_rate"):
             rates = ", ".join(f"{m} {r:.1%}" for m, r in sel["fallback_rate"].items())
             lines[-1] += f" The selection guard replaced the adapter's pick for {rates}."
+    if result.get("precision_comparison"):
+        lines += ["", _precision_line(result["precision_comparison"])]
     return "\n".join(lines) + "\n"
+
+
+def _precision_line(cmp: Mapping[str, Any]) -> str:
+    """The paired differences between the two precisions, in one sentence."""
+    mine, other = cmp["precision"], cmp["other"]
+    cells = ", ".join(f"{m} {d['mean']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]"
+                      for m, d in cmp["differences"].items())
+    return (f"Precision: {mine} against {other} (rows *_{other}: the same bases, heads and "
+            f"queries) on {cmp['metric']}, paired difference (positive: {mine} better): {cells}. "
+            f"Same HYDRA candidates in {cmp['same_candidates']} of {cmp['queries']} queries; "
+            f"largest adapter-score difference on them {cmp['adapter_score_max_abs_diff']:.4f}.")
