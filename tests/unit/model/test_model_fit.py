@@ -173,3 +173,17 @@ def test_config_object_and_overrides_combine():
 def test_bad_rows_are_rejected(head_idx, labels, match):
     with pytest.raises(ValueError, match=match):
         fit_heads_on_embeddings(torch.zeros(3, D), torch.tensor(head_idx), torch.tensor(labels), 2)
+
+
+def test_chunk_size_does_not_change_the_heads(monkeypatch):
+    """Without randomness (full batches, no dropout) heads fitted one chunk each, reusing one
+    workspace in turn, equal heads fitted in one stacked chunk."""
+    x, head_idx, labels = _toy(num_users=5, rows=12)
+    settings = dict(epochs=4, lr=1e-2, batch_size=12, dropout=0.0, seed=2, weight_decay=0.2)
+    init = HeadBank(1, D, generator=torch.Generator().manual_seed(8)).extract(0)
+    together = fit_heads_on_embeddings(x, head_idx, labels, 5, init=init, **settings)
+    monkeypatch.setattr(fit_module, "_CHUNK_HEADS", 1)
+    apart = fit_heads_on_embeddings(x, head_idx, labels, 5, init=init, **settings)
+    for name in together.names:
+        torch.testing.assert_close(getattr(apart, name), getattr(together, name), rtol=1e-5,
+                                   atol=1e-7)
