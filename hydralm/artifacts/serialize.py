@@ -1,9 +1,11 @@
 """Bytes on disk: safetensors files whose string metadata carries each artifact's config.
 
-A head file (format hydralm-head/2) holds its form's tensors (dense: w1, b1, w2, b2; low-rank: a, b,
-b1, w2, b2) in its storage dtype and the metadata {format, kind, user_id, base_version, dim,
-head_form, head_rank (low-rank), head_dtype, tensors_sha256}; the manifest holds the sha256 of the
-whole file. Both are checked on load. Storage dtypes:
+A head file (format hydralm-head/2) holds its form's tensors (dense: w1, b1, w2, b2; low-rank and
+residual: a, b, b1, w2, b2) in its storage dtype and the metadata {format, kind, user_id,
+base_version, dim, head_form, head_rank (low-rank, residual), shared_w1_sha256 (residual: the
+`shared_digest` of the shared first layer it was fitted on, which a bank checks), head_dtype,
+tensors_sha256}; the manifest holds the sha256 of the whole file. Both are checked on load.
+Storage dtypes:
 - float32: the tensors as they are; bfloat16: every tensor cast to bfloat16;
 - int8: each matrix symmetric int8 with a float32 scale per channel along its shorter side (the
   columns of a square one) stored as `<name>.scale`; vectors (the biases) in bfloat16.
@@ -27,7 +29,7 @@ from torch import Tensor
 
 from hydralm.errors import ArtifactError
 from hydralm.model.config import HeadDtype
-from hydralm.model.heads import AnyHeadState, head_state_class
+from hydralm.model.heads import AnyHeadState, ResidualHeadState, head_state_class
 
 __all__ = ["HeadFile", "decode_head", "decode_tensors", "dequantize", "encode_head",
            "encode_tensors", "quantize", "sha256"]
@@ -137,6 +139,8 @@ def encode_head(state: AnyHeadState, *, kind: str, user_id: str, base_version: s
             "head_dtype": state.dtype, "tensors_sha256": _tensors_digest(stored)}
     if state.rank is not None:
         meta["head_rank"] = str(state.rank)
+    if isinstance(state, ResidualHeadState):
+        meta["shared_w1_sha256"] = state.shared
     return encode_tensors(stored, meta)
 
 
@@ -152,7 +156,8 @@ def decode_head(data: bytes, where: str) -> HeadFile:
     try:
         if dtype not in ("float32", "bfloat16", "int8"):
             raise ValueError(f"unknown storage dtype {dtype!r}")
-        state = head_state_class(form).from_tensors(dequantize(stored, where), dtype)
+        fields = {"shared": meta.get("shared_w1_sha256", "")} if form == "residual" else {}
+        state = head_state_class(form).from_tensors(dequantize(stored, where), dtype, **fields)
         if state.rank is not None and str(state.rank) != meta.get("head_rank"):
             raise ValueError(f"rank {state.rank} but metadata says {meta.get('head_rank')!r}")
     except ValueError as exc:

@@ -20,9 +20,11 @@ from hydralm.model.heads import (
     HeadBank,
     HeadState,
     LowRankHeadState,
+    ResidualHeadState,
     check_head_config,
     head_state_class,
     segments,
+    shared_digest,
     sort_by_head,
 )
 
@@ -41,12 +43,14 @@ __all__ = [
     "LowRankHeadState",
     "ModelConfig",
     "PairBatch",
+    "ResidualHeadState",
     "check_head_config",
     "default_encoder_path",
     "fit_heads_on_embeddings",
     "fit_heads_reencode",
     "head_state_class",
     "segments",
+    "shared_digest",
     "sort_by_head",
     "train_step",
 ]

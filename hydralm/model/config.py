@@ -13,7 +13,7 @@ from hydralm.errors import ConfigError
 
 __all__ = ["HeadConfig", "HeadDtype", "HeadForm", "ModelConfig", "default_encoder_path"]
 
-HeadForm = Literal["dense", "lowrank"]
+HeadForm = Literal["dense", "lowrank", "residual"]
 HeadDtype = Literal["float32", "bfloat16", "int8"]
 
 
@@ -34,6 +34,10 @@ class HeadConfig(StrictModel):
     - "dense" (the paper's head): w1 [d, d], b1 [d], w2 [d, 2], b2 [2].
     - "lowrank": w1 = a [d, r] @ b [r, d], each user with its own factors, then b1, w2, b2 as in
       the dense head: 2*d*r + 3*d + 2 numbers instead of d*d + 3*d + 2.
+    - "residual": w1 = the kind's shared w1 (the global head's, stored once) + a [d, r] @ b [r, d]
+      per user; the same per-user numbers as "lowrank". Implemented in HeadBank and head files
+      and measured (benchmarks/head_forms.py), but not yet handled by training, fitting or
+      serving: a ModelConfig refuses it until they do.
     Storage: float32, bfloat16, or int8 (each weight matrix symmetric int8 with one float32 scale
     per channel along its shorter side; bias vectors in bfloat16). Heads always compute in float32.
     Bytes per user at d=384 are tabulated in docs/model.md.
@@ -41,12 +45,13 @@ class HeadConfig(StrictModel):
 
     form: HeadForm = Field(
         default="dense",
-        description="'dense' (the paper's d x d layer) or 'lowrank' (w1 = a[d, r] @ b[r, d] per "
-                    "user).")
+        description="'dense' (the paper's d x d layer), 'lowrank' (w1 = a[d, r] @ b[r, d] per "
+                    "user) or 'residual' (the shared global w1 + a[d, r] @ b[r, d] per user; "
+                    "not yet accepted by ModelConfig).")
     rank: int = Field(
         default=8, ge=1, le=4096,
-        description="The rank r of a 'lowrank' head (ignored by 'dense'); at most the encoder's "
-                    "dimension.")
+        description="The rank r of a 'lowrank' or 'residual' head (ignored by 'dense'); at most "
+                    "the encoder's dimension.")
     dtype: HeadDtype = Field(
         default="float32",
         description="How head files store the numbers: 'float32', 'bfloat16', or 'int8' with "
@@ -55,10 +60,10 @@ class HeadConfig(StrictModel):
     @property
     def shape_key(self) -> tuple[str, int | None]:
         """What must agree for heads to stack in one bank: the form and (low-rank) the rank."""
-        return (self.form, self.rank if self.form == "lowrank" else None)
+        return (self.form, self.rank if self.form != "dense" else None)
 
     def describe(self) -> str:
-        rank = f" r={self.rank}" if self.form == "lowrank" else ""
+        rank = f" r={self.rank}" if self.form != "dense" else ""
         return f"{self.form}{rank} {self.dtype}"
 
 
@@ -88,6 +93,15 @@ class ModelConfig(StrictModel):
         description="The per-user head's form and storage dtype (default: the paper's dense "
                     "float32 head). Recorded in the published base; every head of the kind "
                     "must have this form.")
+
+    @field_validator("head")
+    @classmethod
+    def _wired_form(cls, value: HeadConfig) -> HeadConfig:
+        if value.form == "residual":
+            raise ValueError("head.form 'residual' is implemented in HeadBank and head files but "
+                             "not yet in training, fitting or serving (issue 13); use 'dense' or "
+                             "'lowrank'")
+        return value
 
     @field_validator("encoder_path")
     @classmethod

@@ -24,6 +24,7 @@ head; measured in docs/model.md (4-10x faster without gradients, equal or faster
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -35,8 +36,8 @@ from torch import Tensor, nn
 from hydralm.errors import ArtifactError
 from hydralm.model.config import HeadConfig, HeadDtype
 
-__all__ = ["AnyHeadState", "HeadBank", "HeadState", "LowRankHeadState", "check_head_config",
-           "head_state_class", "segments", "sort_by_head"]
+__all__ = ["AnyHeadState", "HeadBank", "HeadState", "LowRankHeadState", "ResidualHeadState",
+           "check_head_config", "head_state_class", "segments", "shared_digest", "sort_by_head"]
 
 HeadMode = Literal["bmm", "segment"]
 
@@ -57,7 +58,7 @@ class _HeadTensors:
         got = {name: tuple(getattr(self, name).shape) for name in self.names}
         if dim < 1 or rank < 1 or got != want:
             raise ValueError(f"{self.form} head tensors must have shapes {want} for d={dim}"
-                             f"{f', r={rank}' if self.form == 'lowrank' else ''}, got {got}")
+                             f"{f', r={rank}' if self.form != 'dense' else ''}, got {got}")
 
     @property
     def rank(self) -> int | None:
@@ -80,13 +81,16 @@ class _HeadTensors:
                 for n in self.names}
 
     @classmethod
-    def from_tensors(cls, tensors: Mapping[str, Tensor], dtype: HeadDtype = "float32"):
+    def from_tensors(cls, tensors: Mapping[str, Tensor], dtype: HeadDtype = "float32",
+                     **fields: str):
+        """The state of `tensors` (exactly the form's names); `fields`: the form's other fields
+        (a residual head's `shared`)."""
         missing = [n for n in cls.names if n not in tensors]
         extra = sorted(set(tensors) - set(cls.names))
         if missing or extra:
             raise ValueError(f"a {cls.form} head needs exactly {list(cls.names)}, "
                              f"missing {missing}, unexpected {extra}")
-        return cls(**{n: tensors[n] for n in cls.names}, dtype=dtype)
+        return cls(**{n: tensors[n] for n in cls.names}, dtype=dtype, **fields)
 
 
 @dataclass(frozen=True)
@@ -144,13 +148,55 @@ class LowRankHeadState(_HeadTensors):
         return int(self.a.shape[1])
 
 
-AnyHeadState = HeadState | LowRankHeadState
-_STATE_CLASSES: dict[str, type[HeadState] | type[LowRankHeadState]] = {
-    "dense": HeadState, "lowrank": LowRankHeadState}
+def shared_digest(w1: Tensor) -> str:
+    """The sha256 naming a shared first layer w1 [d, d] (its float32 values and shape): what a
+    residual head records of the layer it was fitted on, and what a bank checks it against."""
+    t = w1.detach().to("cpu", torch.float32).contiguous()
+    digest = hashlib.sha256(f"w1:{tuple(t.shape)};".encode())
+    digest.update(t.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
-def head_state_class(form: str) -> type[HeadState] | type[LowRankHeadState]:
-    """The state class of a head form ('dense' or 'lowrank')."""
+@dataclass(frozen=True)
+class ResidualHeadState(_HeadTensors):
+    """One user's residual head: first layer = the kind's SHARED w1 [d, d] (the global head's,
+    stored once, not here) + a [d, r] @ b [r, d]; then b1 [d], w2 [d, 2], b2 [2]. `shared` is the
+    `shared_digest` of the w1 it was fitted on: it is applied only with that layer."""
+
+    a: Tensor
+    b: Tensor
+    b1: Tensor
+    w2: Tensor
+    b2: Tensor
+    dtype: HeadDtype = "float32"
+    shared: str = ""
+    form: ClassVar[str] = "residual"
+    names: ClassVar[tuple[str, ...]] = ("a", "b", "b1", "w2", "b2")
+    shapes = staticmethod(LowRankHeadState.shapes)
+
+    def __post_init__(self) -> None:
+        ok = self.a.dim() == 2
+        self._check_shapes(self.a.shape[0] if ok else -1, self.a.shape[1] if ok else -1)
+        if len(self.shared) != 64:
+            raise ValueError(f"a residual head names its shared first layer by a sha256 (64 hex "
+                             f"digits), got {self.shared!r}")
+
+    @property
+    def dim(self) -> int:
+        return int(self.a.shape[0])
+
+    @property
+    def rank(self) -> int:
+        return int(self.a.shape[1])
+
+
+AnyHeadState = HeadState | LowRankHeadState | ResidualHeadState
+_STATE_CLASSES: dict[str, type[AnyHeadState]] = {
+    "dense": HeadState, "lowrank": LowRankHeadState, "residual": ResidualHeadState}
+
+
+def head_state_class(form: str) -> type[AnyHeadState]:
+    """The state class of a head form ('dense', 'lowrank' or 'residual')."""
     try:
         return _STATE_CLASSES[form]
     except KeyError:
@@ -197,27 +243,52 @@ class HeadBank(nn.Module):
     the order of `HeadState.names` / `LowRankHeadState.names`."""
 
     def __init__(self, num_heads: int, dim: int, *, dropout: float = 0.1, mode: HeadMode = "segment",
-                 head: HeadConfig | None = None, generator: torch.Generator | None = None) -> None:
+                 head: HeadConfig | None = None, generator: torch.Generator | None = None,
+                 shared: Tensor | None = None) -> None:
         super().__init__()
         if num_heads < 1 or dim < 1:
             raise ValueError(f"num_heads and dim must be >= 1, got {num_heads} and {dim}")
         if mode not in ("bmm", "segment"):
             raise ValueError(f"mode must be 'segment' or 'bmm', got {mode!r}")
         self.head = head or HeadConfig()
-        if self.head.form == "lowrank" and self.head.rank > dim:
-            raise ValueError(f"a low-rank head's rank must be at most d={dim}, "
+        if self.head.form != "dense" and self.head.rank > dim:
+            raise ValueError(f"a {self.head.form} head's rank must be at most d={dim}, "
                              f"got {self.head.rank}")
         self.mode: HeadMode = mode
         self.dropout = nn.Dropout(dropout)
         self.state_class = head_state_class(self.head.form)
+        self.shared_w1 = self._shared(shared, dim)                      # [d, d] or None
         rank = self.head.rank
         # Like nn.Linear: weights and biases uniform in +-1/sqrt(fan_in) (kaiming_uniform, a=sqrt(5));
         # the low-rank b's fan-in is r, so x @ a @ b starts at the dense layer's scale (1/sqrt(3)).
+        # A residual b starts at zero (LoRA): every residual head starts at the shared layer.
         fan_in = {"b": rank}
         for name, shape in self.state_class.shapes(dim, rank).items():
             bound = 1.0 / math.sqrt(fan_in.get(name, dim))
             tensor = torch.empty(num_heads, *shape).uniform_(-bound, bound, generator=generator)
+            if self.shared_w1 is not None and name == "b":
+                tensor.zero_()
             setattr(self, name, nn.Parameter(tensor))                    # [U, ...]
+
+    def _shared(self, shared: Tensor | None, dim: int) -> nn.Parameter | None:
+        """The residual form's shared first layer [d, d] (one parameter for all heads)."""
+        if self.head.form != "residual":
+            if shared is not None:
+                raise ValueError(f"only residual heads take a shared first layer, these are "
+                                 f"{self.head.describe()}")
+            return None
+        if shared is None:
+            raise ValueError("a residual head bank needs its kind's shared first layer "
+                             "(shared=w1 [d, d]: the global head's w1, or a fresh one to train)")
+        if tuple(shared.shape) != (dim, dim):
+            raise ValueError(f"the shared first layer must be [{dim}, {dim}], "
+                             f"got {tuple(shared.shape)}")
+        return nn.Parameter(shared.detach().clone().float())
+
+    @property
+    def shared_sha(self) -> str | None:
+        """`shared_digest` of the shared first layer (residual banks), else None."""
+        return None if self.shared_w1 is None else shared_digest(self.shared_w1)
 
     @property
     def num_heads(self) -> int:
@@ -233,9 +304,10 @@ class HeadBank(nn.Module):
 
     @classmethod
     def from_states(cls, states: Sequence[AnyHeadState], *, dropout: float = 0.1,
-                    mode: HeadMode = "segment") -> HeadBank:
+                    mode: HeadMode = "segment", shared: Tensor | None = None) -> HeadBank:
         """A bank holding `states` in order (head i is states[i]), stacked without a random init
-        of more than one head. All states need one form (and rank) and one d."""
+        of more than one head. All states need one form (and rank) and one d; residual states
+        need `shared`, the first layer every one of them names."""
         if not states:
             raise ValueError("from_states needs at least one head, got none")
         dims = sorted({s.dim for s in states})
@@ -243,7 +315,9 @@ class HeadBank(nn.Module):
         if len(dims) > 1 or len(forms) > 1:
             raise ValueError(f"all heads of a bank need the same d and form, got d {dims} and "
                              f"(form, rank) {forms}")
-        bank = cls(1, dims[0], dropout=dropout, mode=mode, head=states[0].config)
+        bank = cls(1, dims[0], dropout=dropout, mode=mode, head=states[0].config, shared=shared)
+        for i, state in enumerate(states):
+            bank._check_shared(i, state)
         for name in bank.names:
             stacked = torch.stack([getattr(s, name).detach() for s in states]).float()
             setattr(bank, name, nn.Parameter(stacked))       # [U, ...]
@@ -252,8 +326,9 @@ class HeadBank(nn.Module):
     def extract(self, i: int) -> AnyHeadState:
         """A detached copy of head i (stored with the bank's storage dtype when saved)."""
         self._check_index(i)
+        fields = {} if self.shared_w1 is None else {"shared": self.shared_sha}
         return self.state_class(**{n: getattr(self, n)[i].detach().clone() for n in self.names},
-                                dtype=self.head.dtype)
+                                dtype=self.head.dtype, **fields)
 
     @torch.no_grad()
     def load(self, i: int, state: AnyHeadState) -> None:
@@ -264,8 +339,14 @@ class HeadBank(nn.Module):
         if state.shape_key != self.head.shape_key:
             raise ValueError(f"head {i}: bank holds {self.head.describe()} heads, state is "
                              f"{state.config.describe()}")
+        self._check_shared(i, state)
         for name in self.names:
             getattr(self, name)[i].copy_(getattr(state, name))
+
+    def _check_shared(self, i: int, state: AnyHeadState) -> None:
+        if isinstance(state, ResidualHeadState) and state.shared != self.shared_sha:
+            raise ValueError(f"head {i} was fitted on the shared first layer {state.shared[:12]}, "
+                             f"this bank's is {str(self.shared_sha)[:12]}")
 
     def _check_index(self, i: int) -> None:
         if not 0 <= i < self.num_heads:
@@ -298,8 +379,10 @@ class HeadBank(nn.Module):
         pos = torch.arange(xs.shape[0], device=xs.device) - starts[group]          # [B]
         padded = xs.new_zeros(g, longest, self.dim)                                # [G, L, d]
         padded[group, pos] = self.dropout(xs)
-        if self.head.form == "lowrank":                                            # [G, L, r]
+        if self.head.form != "dense":                                              # [G, L, r]
             pre = torch.bmm(torch.bmm(padded, self.a[heads]), self.b[heads])       # [G, L, d]
+            if self.shared_w1 is not None:
+                pre = pre + padded @ self.shared_w1                                # [G, L, d]
         else:
             pre = torch.bmm(padded, self.w1[heads])                                # [G, L, d]
         hidden = torch.tanh(pre + self.b1[heads][:, None, :])
@@ -313,13 +396,15 @@ class HeadBank(nn.Module):
             # Views from one unbind get their gradients stacked once in backward; indexing the
             # parameter per segment would build a full [U, ...] gradient per segment instead.
             params = {name: p.unbind(0) for name, p in params.items()}
-        lowrank = self.head.form == "lowrank"
+        lowrank, shared = self.head.form != "dense", self.shared_w1
         b1, w2, b2 = params["b1"], params["w2"], params["b2"]
         parts = []
         for head, start, end in segments(sorted_heads):
             rows = self.dropout(xs[start:end])                                   # [n, d]
             if lowrank:
                 pre = (rows @ params["a"][head]) @ params["b"][head]             # [n, r] -> [n, d]
+                if shared is not None:
+                    pre = pre + rows @ shared                                    # [n, d]
             else:
                 pre = rows @ params["w1"][head]                                  # [n, d]
             hidden = torch.tanh(pre + b1[head])                                  # [n, d]
