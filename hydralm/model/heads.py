@@ -1,13 +1,21 @@
-"""Per-user heads: the paper's classification head for many users at once, in two forms.
+"""Per-user heads: the paper's classification head for many users at once, in three forms.
 
 One head is dropout -> first layer (d -> d) -> tanh -> dropout -> dense (d x 2); the score is
 softmax[:, 1]. The first layer's form is a setting (`HeadConfig`, per model kind):
 - "dense" (`HeadState`, the paper's): w1 [d, d] + b1 [d]. 148,610 numbers at d=384.
 - "lowrank" (`LowRankHeadState`): w1 = a [d, r] @ b [r, d] + b1 [d], each user with its own
   factors (applied as (x @ a) @ b: w1 is never formed). 2*d*r + 3*d + 2 numbers: 7,298 at r=8.
-  Per-user factors rather than a shared basis with per-user coefficients: a head stays one
-  self-contained file (no second artifact whose version every head would depend on), and a user
-  fitted after training is not confined to a basis learned from the training users.
+  Self-contained, but measured short of the dense head on the tagging probe (docs/model.md).
+- "residual" (`ResidualHeadState`): w1 = the kind's SHARED w1 (the global head's, one [d, d] per
+  bank) + a [d, r] @ b [r, d] per user, with b starting at zero (LoRA) so a new user starts exactly
+  at the global head. The same per-user numbers as "lowrank". The shared layer is a second artifact
+  every head depends on, so a residual head names it (`shared_digest`) and a bank refuses a head
+  fitted on another. We first argued against a shared part (a head should stay self-contained, and
+  a user should not be confined to what training users taught); the probe (benchmarks/head_forms.py)
+  says the shared layer is what the per-user factors were missing: with a well-fitted global head,
+  residual r=8 matches the dense head on both synthetic tasks at 15 KB (bf16) or 8.5 KB (int8) per
+  user, where per-user factors from scratch lose about 0.07 on tagging. Training, fitting and
+  serving do not handle it yet (ModelConfig refuses it).
 
 A `HeadBank` stores U heads of one form as stacked tensors and applies each batch row's own head,
 so one forward pass serves rows of many users. Two equivalent ways to apply them (`mode`):
@@ -239,8 +247,10 @@ def segments(head_idx: Tensor | Sequence[int]) -> list[tuple[int, int, int]]:
 class HeadBank(nn.Module):
     """U heads of width d and one form, applied per row: forward(x[B, d], head_idx[B]) ->
     logits[B, 2]. Its parameters are the form's tensors stacked over heads (dense: w1 [U, d, d],
-    b1 [U, d], w2 [U, d, 2], b2 [U, 2]; low-rank: a [U, d, r] and b [U, r, d] instead of w1), in
-    the order of `HeadState.names` / `LowRankHeadState.names`."""
+    b1 [U, d], w2 [U, d, 2], b2 [U, 2]; low-rank and residual: a [U, d, r] and b [U, r, d] instead
+    of w1), in the order of the state class's `names`; a residual bank also holds `shared_w1`
+    [d, d] once (a parameter: trainable with the training users' heads, frozen by whoever fits new
+    users' heads by leaving it out of the optimizer)."""
 
     def __init__(self, num_heads: int, dim: int, *, dropout: float = 0.1, mode: HeadMode = "segment",
                  head: HeadConfig | None = None, generator: torch.Generator | None = None,
