@@ -1,8 +1,9 @@
 """`hydralm demo`: the whole main job on embedded defaults, end to end, on this machine.
 
-One local, loopback-only Ray holds everything. The embedded vLLM is deployed once (Ray Serve LLM)
-and the training stages run as the CLI a user would type (`hydralm labels|train|fit-users`),
-joining this Ray as separate driver processes, so serving and training stay apart. Then the
+One local, loopback-only Ray holds everything. The embedded vLLM is deployed once (Ray Serve LLM;
+`--generator-url` uses a generator already running instead) and the training stages run as the
+CLI a user would type (`hydralm labels|train|fit-users`), joining this Ray as separate driver
+processes, so serving and training stay apart. Then the
 HYDRA app is deployed on the registry they wrote, a few new users' queries are sent, and the
 non-personalized answer is printed beside the personalized one with the history behind it.
 Everything the demo started is stopped at the end.
@@ -62,6 +63,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="the Serve config whose apps are deployed (default: configs/serve.yaml)")
     p.add_argument("--queries", type=int, default=4, help="new users' queries to show (4)")
     p.add_argument("--port", type=int, default=8000, help="Serve HTTP port on 127.0.0.1 (8000)")
+    p.add_argument("--generator-url", metavar="URL",
+                   help="the OpenAI-compatible base URL (with /v1) of a generator already "
+                        "running, used instead of deploying the embedded vLLM (for example "
+                        "http://127.0.0.1:8001/llm/v1); it must serve the job's model name")
     p.set_defaults(func=cmd_demo, names_its_log=True)
 
 
@@ -87,7 +92,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         with times("Ray start"):
             serve.start(http_options={"host": "127.0.0.1", "port": args.port})
         with times("generator"):
-            llm_url = _deploy_llm(apps["hydralm-llm"], args.port)
+            llm_url = (_use_generator(args.generator_url) if args.generator_url
+                       else _deploy_llm(apps["hydralm-llm"], args.port))
         _run_training(args, llm_url, ray.get_runtime_context().gcs_address, times)
         with times("HYDRA app"):
             base = _deploy_hydra(apps["hydralm"], job, llm_url, args.port)
@@ -147,6 +153,16 @@ def _deploy_llm(app: dict[str, Any], port: int) -> str:
     _deploy(build_llm_app(app["args"]), app)
     url = f"http://127.0.0.1:{port}{app['route_prefix']}/v1"
     _wait_ok(f"{url}/models", app["name"], timeout_s=600, what="the embedded generator")
+    return url
+
+
+def _use_generator(url: str) -> str:
+    url = url.rstrip("/")
+    _say(f"1/5 using the generator at {url} (not deploying the embedded one)")
+    try:
+        httpx.get(f"{url}/models", timeout=10.0).raise_for_status()
+    except httpx.HTTPError as exc:
+        raise HydraError(f"--generator-url {url}: GET {url}/models failed ({exc})") from None
     return url
 
 

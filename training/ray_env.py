@@ -37,12 +37,26 @@ def ray_session(address: str | None = None, *, log_to_driver: bool = True) -> It
         with local_ray(log_to_driver=log_to_driver):
             yield
         return
-    ray.init(address=address, log_to_driver=log_to_driver)
+    ray.init(address=address, log_to_driver=log_to_driver, runtime_env=_address_env(address))
     log.info("joined Ray at %s", address)
     try:
         yield
     finally:
         ray.shutdown()
+
+
+def _address_env(address: str) -> dict | None:
+    """A job runtime_env naming the cluster at `address` (a GCS host:port) to the job's workers.
+
+    Ray's own actors of a job look their cluster up by RAY_ADDRESS, else by the Ray instances
+    running on their machine: where a machine runs two (a test session's and a demo's, say), Ray
+    Train's placement-group cleaner cannot tell which is its own and its monitor dies with
+    "Found multiple active Ray instances". Ray merges a job's env_vars into every task's and
+    actor's, so naming the address once here reaches them all. "auto" and ray:// addresses are
+    left alone (the former is resolved on the machine, the latter is Ray Client's)."""
+    if address == "auto" or "://" in address:
+        return None
+    return {"env_vars": {"RAY_ADDRESS": address}}
 
 
 def storage_target(uri: str) -> tuple[str, pafs.FileSystem | None]:

@@ -16,7 +16,7 @@ __all__ = ["PROTOCOL_USERS", "QUICK", "preset"]
 PROTOCOL_USERS = {"train": 100, "test": 50}
 
 # A few minutes on a 2-core machine with the embedded SmolLM2: 8 training users, 6 test users of
-# 2 queries each, one seed, one training epoch, small label sets (the ci-small job's scale).
+# 2 queries each, one seed, one training epoch, small label sets.
 QUICK: dict[str, Any] = {
     "users": {"train": 8, "test": 6},
     "seeds": [0],

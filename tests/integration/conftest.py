@@ -17,6 +17,10 @@ from fixtures_postgres import postgres  # noqa: F401  (one PostgreSQL server for
 from hydralm.generator import GeneratorConfig
 
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # every Ray port on 127.0.0.1
+# Ray Train's controller checks its workers every 2 s by default and waits a check at each step of
+# a run's life (start, each report, finish): seconds of idle per run on the tests' few-step runs.
+# Ray Train passes the setting on from the driver (this process) to its controller.
+os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
 
 _TIMINGS: dict[str, float] = {}
 

@@ -1,14 +1,21 @@
-"""`hydralm eval --quick` end to end: the embedded SmolLM2, HYDRA trained per seed on Ray, every
-method on the test users, and a re-run answered entirely by the response cache."""
+"""`hydralm eval` end to end on the `--quick` preset: the embedded SmolLM2, HYDRA trained per
+seed on Ray, every method on the test users, and a re-run answered entirely by the response cache.
+
+The preset's bases are swapped for a tiny random encoder (tests/training_fixtures.py): what is
+checked here is the eval's plumbing, not the encoder's quality, and MiniLM's training and fitting
+would triple the run (test_demo.py trains the real one, on configs/ci-small.yaml)."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
+import yaml
+from training_fixtures import build_tiny_encoder
 
 from hydralm.cli import main
 from hydralm.evaluation import RESULT_SCHEMA
+from hydralm.evaluation.presets import preset
 
 pytestmark = pytest.mark.integration
 
@@ -16,8 +23,19 @@ ROWS = ["zero_shot", "icl_random", "rag_bm25", "hydra_reranker", "hydra_adapter"
         "history_knn", "oracle_best_of_8"]
 
 
-def _eval(tmp_path, base_url: str) -> dict:
-    code = main(["eval", "--quick", "--no-progress", "--base-url", base_url,
+def _quick_config(tmp_path) -> str:
+    """The `--quick` preset of synth-tag with both bases on the tiny encoder."""
+    doc = preset("synth-tag", quick=True)
+    encoder = str(build_tiny_encoder(tmp_path / "tiny-encoder"))
+    for kind in ("reranker", "adapter"):
+        doc[kind] = {"encoder_path": encoder, "max_length": 64}
+    path = tmp_path / "eval-quick-tiny.yaml"
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    return str(path)
+
+
+def _eval(tmp_path, base_url: str, config: str) -> dict:
+    code = main(["eval", "--config", config, "--no-progress", "--base-url", base_url,
                  "--work-dir", str(tmp_path / "work"), "--results-dir",
                  str(tmp_path / "results")])
     assert code == 0
@@ -27,7 +45,8 @@ def _eval(tmp_path, base_url: str) -> dict:
 def test_quick_eval_writes_the_table_and_a_rerun_costs_no_generator_call(
         tmp_path, ray_local, llm_base_url, capsys):
     jsonschema = pytest.importorskip("jsonschema")
-    first = _eval(tmp_path, llm_base_url)
+    config = _quick_config(tmp_path)
+    first = _eval(tmp_path, llm_base_url, config)
     jsonschema.validate(first, RESULT_SCHEMA)
     assert list(first["methods"]) == ROWS
     assert first["users"] == {"train": 8, "test": 6} and first["seeds"] == [0]
@@ -43,7 +62,7 @@ def test_quick_eval_writes_the_table_and_a_rerun_costs_no_generator_call(
     png = (tmp_path / "results" / "quality_synth_synth-tag.png").read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
 
-    second = _eval(tmp_path, llm_base_url)
+    second = _eval(tmp_path, llm_base_url, config)
     assert second["run"]["generator_calls"] == 0
     assert second["run"]["eval"]["0"]["cache_hits"] > 0
     assert second["methods"] == first["methods"]

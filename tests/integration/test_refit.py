@@ -5,7 +5,7 @@ with the new heads on its next registry poll, without a restart. A refit killed 
 consistent registry and its re-run fits only what is left.
 
 Small on purpose: a tiny random encoder as both bases (the fit's cost is not the point here), four
-users in the SQLite history store, ci-small's label sizes halved."""
+users in the SQLite history store, small label sizes."""
 
 from __future__ import annotations
 
