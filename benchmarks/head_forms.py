@@ -4,8 +4,9 @@ NOT the issue's `hydralm eval` comparison (which needs the embedded vLLM for lab
 hour per task here): a cheaper probe of one question, whether a compact head loses what a dense
 head learns from one user's history. Synthetic users (hydralm.data.synth), the pretrained MiniLM
 frozen as the base (not trained on the task), one head per user fitted on the user's HISTORY only
-(the fit stage's setting: lr 5e-3, 50 epochs, batch 16, random init), stored in its dtype and
-loaded back through the real head file code, then scored on the user's held-out queries:
+(the fit stage's setting: lr 5e-3, 50 epochs, batch 16; random init unless the row says
+otherwise), stored in its dtype and loaded back through the real head file code, then scored on
+the user's held-out queries:
 
 - synth-tag: pairs (movie description, "tag: t") for the 15 tags, label 1 for the user's tag; a
   query is right when the head ranks the gold tag first (the adapter's selection, with every tag as
@@ -14,8 +15,15 @@ loaded back through the real head file code, then scored on the user's held-out 
   paper titled in 7 other users' styles as negatives (hydralm.data.synth_titles); a query is right
   when the user's own title ranks first (recognising the user's style, as the adapter must).
 
+Forms: the paper's dense head (random init, the baseline), dense int8, dense started from the global
+head, per-user low-rank factors, the global head alone, and residual heads (the global head's w1
+shared and frozen + a per-user a @ b, b starting at zero: HeadBank's "residual" form, fitted by the
+probe's own loop because the fit stage does not fit that form yet). The probe's global head is one
+dense head fitted on the pooled history pairs of as many OTHER (training) users.
+
 Per form: accuracy with a 95% bootstrap interval, the paired difference against the dense float32
-head (same queries, same resamples), and the head file's bytes per user.
+head (same queries, same resamples), and the head file's bytes per user. The base's vectors of the
+pairs are cached on disk (--cache-dir): a second run only fits.
 
     .venv/bin/python benchmarks/head_forms.py --quick     # under 60 s
     .venv/bin/python benchmarks/head_forms.py             # benchmarks/results/head_forms.json
@@ -225,19 +233,19 @@ def correct_per_query(logits: torch.Tensor, rows: list[tuple]) -> np.ndarray:
     return np.array([float(label) for _, label in best.values()])
 
 
-def _task_rows(task: str, users: int, queries: int, seed: int,
+def _task_rows(task: str, users: int, queries: int, seed: int, items: int = 20,
                first_user: int = 0) -> tuple[list[tuple], list[tuple]]:
     if task == "synth-tag":
         return tag_pairs(synthesize(task, users, seed, queries_per_user=queries,
-                                    items_per_user=20, first_user=first_user))
-    return title_pairs(users, 20, queries, seed, first_user=first_user)
+                                    items_per_user=items, first_user=first_user))
+    return title_pairs(users, items, queries, seed, first_user=first_user)
 
 
-def fit_global(encoder: BaseEncoder, task: str, users: int, seed: int, epochs: int,
+def fit_global(encoder: BaseEncoder, task: str, users: int, items: int, seed: int, epochs: int,
                cache_dir: Path | None) -> HeadState:
     """The probe's global head: one dense head fitted on the pooled history pairs of `users`
     TRAINING users (other users than the evaluated ones, as the base's training users are)."""
-    pooled, _ = _task_rows(task, users, 1, seed, first_user=TRAINING_FIRST_USER)
+    pooled, _ = _task_rows(task, users, 1, seed, items, first_user=TRAINING_FIRST_USER)
     x = _embed(encoder, pooled, cache_dir)
     labels = torch.tensor([r[4] for r in pooled])
     bank = fit_heads_on_embeddings(x, torch.zeros(len(pooled), dtype=torch.long), labels, 1,
@@ -252,15 +260,15 @@ def _row(name: str, correct: np.ndarray, baseline: np.ndarray, size: int, fit_s:
             "fit_s": round(fit_s, 2)}
 
 
-def run_task(task: str, encoder: BaseEncoder, users: int, queries: int, epochs: int,
+def run_task(task: str, encoder: BaseEncoder, users: int, items: int, queries: int, epochs: int,
              seed: int, resamples: int, cache_dir: Path | None) -> dict[str, Any]:
-    train, test = _task_rows(task, users, queries, seed)
+    train, test = _task_rows(task, users, queries, seed, items)
     index = {u: i for i, u in enumerate(sorted({r[0] for r in train}))}
     train = [(*r, index[r[0]]) for r in train]
     test = [(*r, index[r[0]]) for r in test]
     start = time.monotonic()
     x_train, x_test = _embed(encoder, train, cache_dir), _embed(encoder, test, cache_dir)
-    shared = fit_global(encoder, task, users, seed, GLOBAL_EPOCHS, cache_dir)
+    shared = fit_global(encoder, task, users, items, seed, GLOBAL_EPOCHS, cache_dir)
     embed_s = time.monotonic() - start
     head_idx, test_idx = torch.tensor([r[5] for r in train]), torch.tensor([r[5] for r in test])
     labels = torch.tensor([r[4] for r in train])
@@ -299,8 +307,9 @@ def run_task(task: str, encoder: BaseEncoder, users: int, queries: int, epochs: 
         with torch.no_grad():
             logits = bank(x_test, test_idx)
         record(f"residual r={rank} {dtype}", logits, stored[0][1], fit_s)
-    return {"task": task, "users": users, "test_queries": int(baseline.size),
-            "train_pairs": len(train), "global_head_training_users": users,
+    return {"task": task, "users": users, "history_items": items,
+            "test_queries": int(baseline.size), "train_pairs": len(train),
+            "global_head_training_users": users,
             "embed_s": round(embed_s, 1), "forms": results}
 
 
@@ -312,11 +321,11 @@ def main() -> None:
                              f"{DEFAULT_CACHE}); --cache-dir '' for none")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    users, queries, epochs = (4, 4, 10) if args.quick else (48, 8, 50)
+    users, items, queries, epochs = (4, 8, 4, 10) if args.quick else (48, 20, 8, 50)
     encoder = BaseEncoder.from_config(ModelConfig(max_length=MAX_LENGTH)).eval()
     cache = args.cache_dir if str(args.cache_dir) not in ("", ".") else None
     start = time.monotonic()
-    tasks = [run_task(task, encoder, users, queries, epochs, seed=0,
+    tasks = [run_task(task, encoder, users, items, queries, epochs, seed=0,
                       resamples=200 if args.quick else 1000, cache_dir=cache)
              for task in ("synth-tag", "synth-title")]
     flags = set()
