@@ -25,7 +25,7 @@ from torch import Tensor
 from hydralm.artifacts import Registry
 from hydralm.artifacts.serialize import sha256
 from hydralm.errors import ArtifactError, NotFoundError
-from hydralm.model import BaseEncoder, HeadState, ModelConfig
+from hydralm.model import AnyHeadState, BaseEncoder, HeadState, ModelConfig, shared_digest
 from hydralm.scoring.bundle import BUNDLE_FORMAT, load_bundle_encoders
 
 __all__ = ["BUNDLE_FORMAT", "TrainedModel", "bundle_config", "load_kind_base", "publish_models"]
@@ -42,7 +42,7 @@ class TrainedModel:
     kind: str
     base_state: Mapping[str, Tensor]
     model: ModelConfig
-    heads: Mapping[str, HeadState]
+    heads: Mapping[str, AnyHeadState]
     global_head: HeadState | None
     info: Mapping[str, Any]
 
@@ -74,6 +74,20 @@ def _carried_over(registry: Registry, kind: str, state: Mapping[str, Tensor],
                         global_head, entry.get("info", {}))
 
 
+def _check_residual(model: TrainedModel) -> None:
+    """A residual kind's heads must all name its global head's w1 (their shared first layer)."""
+    if model.model.head.form != "residual" or not model.heads:
+        return
+    if model.global_head is None or not isinstance(model.global_head, HeadState):
+        raise ArtifactError(f"{model.kind}: residual heads need a dense global head (its w1 is "
+                            f"their shared first layer), got {type(model.global_head).__name__}")
+    digest = shared_digest(model.global_head.w1)
+    wrong = sorted(u for u, h in model.heads.items() if getattr(h, "shared", None) != digest)
+    if wrong:
+        raise ArtifactError(f"{model.kind}: the heads of {wrong[:5]} do not name the global "
+                            f"head's w1 {digest[:12]} as their shared first layer")
+
+
 def publish_models(registry: Registry, trained: Sequence[TrainedModel]) -> str:
     """Publish a bundle with the trained kinds (and the other kind carried over); save every
     head with the new version. Returns the new base version."""
@@ -88,6 +102,8 @@ def publish_models(registry: Registry, trained: Sequence[TrainedModel]) -> str:
                 old = _carried_over(registry, kind, state, config)
                 if old is not None:
                     models[kind] = old
+    for model in models.values():
+        _check_residual(model)
     bundle: dict[str, Tensor] = {}
     kinds: dict[str, Any] = {}
     for kind, model in sorted(models.items()):

@@ -43,9 +43,11 @@ def _vectors(table: pa.Table) -> torch.Tensor:
 
 def fit_user_heads(table: pa.Table, users: Sequence[str], config: HeadFitConfig, *,
                    max_users_per_fit: int, init: AnyHeadState | None,
-                   head: HeadConfig | None = None) -> dict[str, AnyHeadState]:
+                   head: HeadConfig | None = None,
+                   shared: torch.Tensor | None = None) -> dict[str, AnyHeadState]:
     """A fitted head for each of `users` that has rows in `table` (user_id, label, embedding),
-    of form `head` (default: `init`'s form, else dense)."""
+    of form `head` (default: `init`'s form, else dense). Residual heads are fitted on `shared`,
+    the frozen first layer of the base version's global head (its w1), and name it."""
     data_users = set(table["user_id"].to_pylist())
     wanted = [u for u in users if u in data_users]
     heads: dict[str, AnyHeadState] = {}
@@ -56,6 +58,6 @@ def fit_user_heads(table: pa.Table, users: Sequence[str], config: HeadFitConfig,
         head_idx = torch.tensor([index[u] for u in rows["user_id"].to_pylist()])
         labels = torch.tensor(rows["label"].to_pylist(), dtype=torch.long)
         bank = fit_heads_on_embeddings(_vectors(rows), head_idx, labels, len(group), config,
-                                       init=init, head=head)
+                                       init=init, head=head, shared=shared)
         heads.update({user: bank.extract(i) for user, i in index.items()})
     return heads

@@ -146,11 +146,14 @@ def _fit_bucket(cfg: JobConfig, kind: str, version: str, embeddings_uri: str, bu
     fs, path = filesystem_for(join_uri(embeddings_uri, f"bucket={bucket}"))
     table = pds.dataset(path, filesystem=fs, format="parquet").to_table(
         filter=pc.field("user_id").isin(todo))
-    init = registry.load_global_head(kind) if cfg.fit.init == "global" else None
     head = bundle_head_configs(registry, version)[kind]   # the base's head form, not the job's
+    residual = head.form == "residual"
+    global_head = (registry.load_global_head(kind)        # verified: on the current base
+                   if cfg.fit.init == "global" or residual else None)
     heads = fit_user_heads(table, todo, head_fit_config(cfg.fit, cfg.model(kind).dropout),
-                           max_users_per_fit=cfg.fit.max_users_per_fit, init=init,
-                           head=head)
+                           max_users_per_fit=cfg.fit.max_users_per_fit,
+                           init=global_head if cfg.fit.init == "global" else None, head=head,
+                           shared=global_head.w1 if residual else None)
     if crash:
         raise RuntimeError(f"injected failure in bucket {bucket} before saving its heads")
     if heads:

@@ -102,4 +102,10 @@ def build_joint_model(config: ModelConfig, *, num_users: int, global_head: bool,
     generator = torch.Generator().manual_seed(seed)
     num_heads = num_users + (1 if global_head else 0)
     hydra = HydraModel.from_config(config, num_heads, generator=generator)
+    if global_head and config.head.form == "residual":
+        # The global head of residual heads is the shared first layer itself: with a = b = 0
+        # both get zero gradients, so AdamW keeps them 0 and it publishes as a dense head whose
+        # w1 is the layer every user's head names.
+        with torch.no_grad():
+            hydra.heads.a[num_users].zero_()
     return JointModel(hydra, num_users if global_head else None)

@@ -110,7 +110,11 @@ def _trained_from_checkpoint(path: Path, spec: LoopSpec, kind: str, name: str,
     bank = model.hydra.heads
     trained = set(state.get("trained_users", state["users"]))   # others keep the global head
     heads = {user: bank.extract(i) for i, user in enumerate(state["users"]) if user in trained}
-    global_head = bank.extract(model.global_index) if model.global_index is not None else None
+    index = model.global_index
+    # A residual kind's global head is published dense float32: w1 = the shared first layer that
+    # its users' heads name (and the layer new users' heads are fitted and served on).
+    extract = bank.extract_dense if spec.model.head.form == "residual" else bank.extract
+    global_head = extract(index) if index is not None else None
     info = {"run": name, "epochs": state["epoch"], "global_step": state["global_step"],
             "loss": metrics.get("loss"), "users": len(heads)}
     return TrainedModel(kind, model.hydra.base.state_dict(), spec.model, heads, global_head,

@@ -35,9 +35,10 @@ class HeadConfig(StrictModel):
     - "lowrank": w1 = a [d, r] @ b [r, d], each user with its own factors, then b1, w2, b2 as in
       the dense head: 2*d*r + 3*d + 2 numbers instead of d*d + 3*d + 2.
     - "residual": w1 = the kind's shared w1 (the global head's, stored once) + a [d, r] @ b [r, d]
-      per user; the same per-user numbers as "lowrank". Implemented in HeadBank and head files
-      and measured (benchmarks/head_forms.py), but not yet handled by training, fitting or
-      serving: a ModelConfig refuses it until they do.
+      per user; the same per-user numbers as "lowrank". Training learns the shared w1 as the
+      global head's (which is published dense float32), fitting keeps it frozen, and a head
+      names it (`shared_w1_sha256`): scoring applies a head only with that layer. It needs
+      train.global_head (a JobConfig refuses it without).
     Storage: float32, bfloat16, or int8 (each weight matrix symmetric int8 with one float32 scale
     per channel along its shorter side; bias vectors in bfloat16). Heads always compute in float32.
     Bytes per user at d=384 are tabulated in docs/model.md.
@@ -46,8 +47,8 @@ class HeadConfig(StrictModel):
     form: HeadForm = Field(
         default="dense",
         description="'dense' (the paper's d x d layer), 'lowrank' (w1 = a[d, r] @ b[r, d] per "
-                    "user) or 'residual' (the shared global w1 + a[d, r] @ b[r, d] per user; "
-                    "not yet accepted by ModelConfig).")
+                    "user) or 'residual' (the global head's w1, shared, + a[d, r] @ b[r, d] "
+                    "per user; needs train.global_head).")
     rank: int = Field(
         default=8, ge=1, le=4096,
         description="The rank r of a 'lowrank' or 'residual' head (ignored by 'dense'); at most "
@@ -93,15 +94,6 @@ class ModelConfig(StrictModel):
         description="The per-user head's form and storage dtype (default: the paper's dense "
                     "float32 head). Recorded in the published base; every head of the kind "
                     "must have this form.")
-
-    @field_validator("head")
-    @classmethod
-    def _wired_form(cls, value: HeadConfig) -> HeadConfig:
-        if value.form == "residual":
-            raise ValueError("head.form 'residual' is implemented in HeadBank and head files but "
-                             "not yet in training, fitting or serving (issue 13); use 'dense' or "
-                             "'lowrank'")
-        return value
 
     @field_validator("encoder_path")
     @classmethod

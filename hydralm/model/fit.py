@@ -2,8 +2,9 @@
 
 Every head trains on its own rows only: at each of its steps a head takes the next mini-batch of
 its own rows, its loss is the mean over them, and AdamW moves it with its own step count. Heads do
-not share parameters, so a user's head follows the same trajectory it would fitting alone (up to
-the random order of its rows and its dropout draws).
+not share trained parameters (a residual bank's shared first layer is frozen here), so a user's
+head follows the same trajectory it would fitting alone (up to the random order of its rows and
+its dropout draws).
 
 How that is made cheap (benchmarks/fit_heads.py; the profile is in docs/training.md): users are
 grouped by how many steps an epoch gives them (ceil(rows / batch_size)) and cut into chunks of
@@ -38,7 +39,7 @@ from torch.optim.adamw import adamw
 
 from hydralm.config import StrictModel
 from hydralm.model.config import HeadConfig
-from hydralm.model.heads import AnyHeadState, HeadBank
+from hydralm.model.heads import AnyHeadState, HeadBank, HeadState
 
 if TYPE_CHECKING:
     from hydralm.model.encoder import BaseEncoder
@@ -111,16 +112,39 @@ def _check_rows(n: int, head_idx: Tensor, labels: Tensor, num_heads: int) -> Non
 
 
 def _initial_bank(num_heads: int, dim: int, cfg: HeadFitConfig, init: AnyHeadState | None,
-                  head: HeadConfig | None, gen: torch.Generator) -> HeadBank:
-    """Every head a copy of `init` (no random draw to overwrite), or random of form `head`."""
+                  head: HeadConfig | None, gen: torch.Generator,
+                  shared: Tensor | None) -> HeadBank:
+    """Every head a copy of `init` (no random draw to overwrite), or random of form `head`.
+    Residual heads from a dense `init` (the global head, whose w1 must be `shared`): a random,
+    b = 0 and b1, w2, b2 copied, so every head starts exactly at the global head."""
+    if head is not None and head.form == "residual" and isinstance(init, HeadState):
+        return _residual_from_global(num_heads, cfg, init, head, gen, shared)
     if init is None:
-        return HeadBank(num_heads, dim, dropout=cfg.dropout, head=head, generator=gen)
+        return HeadBank(num_heads, dim, dropout=cfg.dropout, head=head, generator=gen,
+                        shared=shared)
     if head is not None and head.shape_key != init.config.shape_key:
         raise ValueError(f"init is a {init.config.describe()} head, but head asks for "
                          f"{head.describe()} heads")
     if init.dim != dim:
         raise ValueError(f"init has d={init.dim}, the rows have d={dim}")
-    return HeadBank.from_states([init] * num_heads, dropout=cfg.dropout)
+    return HeadBank.from_states([init] * num_heads, dropout=cfg.dropout, shared=shared)
+
+
+@torch.no_grad()
+def _residual_from_global(num_heads: int, cfg: HeadFitConfig, init: HeadState,
+                          head: HeadConfig, gen: torch.Generator,
+                          shared: Tensor | None) -> HeadBank:
+    if shared is None:
+        shared = init.w1
+    elif tuple(shared.shape) != tuple(init.w1.shape) or not torch.equal(
+            shared.detach().cpu().float(), init.w1.detach().cpu().float()):
+        raise ValueError("residual heads start at the global head, whose w1 must be their "
+                         "shared first layer; init's w1 differs from shared")
+    bank = HeadBank(num_heads, init.dim, dropout=cfg.dropout, head=head, generator=gen,
+                    shared=shared)                                   # b = 0: starts at w1
+    for name in ("b1", "w2", "b2"):
+        getattr(bank, name).copy_(getattr(init, name).float().expand_as(getattr(bank, name)))
+    return bank
 
 
 # Heads per chunk on a CPU: a chunk runs all its epochs before the next one starts, so its tensors
@@ -172,15 +196,20 @@ def _keep(shape: tuple[int, ...], p: float, gen: torch.Generator) -> Tensor | No
 
 @torch.no_grad()
 def _gradients(w: dict[str, Tensor], g: dict[str, Tensor], x: Tensor, targets: Tensor,
-               weight: Tensor, p: float, gen: torch.Generator) -> Tensor:
+               weight: Tensor, p: float, gen: torch.Generator,
+               shared: Tensor | None = None) -> Tensor:
     """The chunk's gradients, by hand, into `g`; x [G, L, d], targets [G, L] (0/1), weight [G, L]
-    (1/rows for a real row, 0 for padding). Returns the chunk's summed per-user mean loss."""
+    (1/rows for a real row, 0 for padding). Returns the chunk's summed per-user mean loss.
+    `shared` [d, d]: a residual bank's frozen first layer (added to x @ a @ b; no gradient)."""
     keep_in, keep_hidden = _keep(x.shape, p, gen), _keep(x.shape, p, gen)
     xd = x if keep_in is None else x * keep_in                                # [G, L, d]
     lowrank = "a" in w
     if lowrank:                                                               # w1 = a @ b
         z = torch.bmm(xd, w["a"])                                             # [G, L, r]
-        hidden = torch.baddbmm(w["b1"].unsqueeze(1), z, w["b"]).tanh_()       # [G, L, d]
+        bias = w["b1"].unsqueeze(1)                                           # [G, 1, d]
+        if shared is not None:                                                # + x @ shared
+            bias = torch.matmul(xd, shared).add_(bias)                        # [G, L, d]
+        hidden = torch.baddbmm(bias, z, w["b"]).tanh_()                       # [G, L, d]
     else:
         hidden = torch.baddbmm(w["b1"].unsqueeze(1), xd, w["w1"]).tanh_()     # [G, L, d]
     hd = hidden if keep_hidden is None else hidden * keep_hidden
@@ -215,6 +244,7 @@ def _fit_chunk(chunk: _Chunk, bank: HeadBank, work: _Workspace, plans: list[Tens
     w = {name: _chunk_tensor(getattr(bank, name), chunk.heads) for name in bank.names}
     g, m, v = work.start(chunk.heads.numel())
     bs, names, losses = cfg.batch_size, list(w), []
+    shared = None if bank.shared_w1 is None else bank.shared_w1.detach()     # frozen [d, d]
     for plan in plans:
         rows = plan[chunk.heads]                                              # [G, width]
         loss = torch.zeros((), device=labels.device)
@@ -225,7 +255,7 @@ def _fit_chunk(chunk: _Chunk, bank: HeadBank, work: _Workspace, plans: list[Tens
             x = features(ids)                                                 # [G, L, d]
             weight = valid / valid.sum(1, keepdim=True)                       # 1/rows per row
             targets = labels[ids.clamp(min=0).to(labels.device)]              # [G, L]
-            loss += _gradients(w, g, x, targets, weight, cfg.dropout, gen)
+            loss += _gradients(w, g, x, targets, weight, cfg.dropout, gen, shared)
             adamw([w[k] for k in names], [g[k] for k in names], [m[k] for k in names],
                   [v[k] for k in names], [], work.steps, fused=True,
                   amsgrad=False, beta1=0.9, beta2=0.999, lr=cfg.lr,
@@ -237,7 +267,7 @@ def _fit_chunk(chunk: _Chunk, bank: HeadBank, work: _Workspace, plans: list[Tens
 
 def _fit(features: Callable[[Tensor], Tensor], n: int, dim: int, head_idx: Tensor, labels: Tensor,
          num_heads: int, cfg: HeadFitConfig, init: AnyHeadState | None,
-         head: HeadConfig | None, device: torch.device) -> HeadBank:
+         head: HeadConfig | None, device: torch.device, shared: Tensor | None) -> HeadBank:
     """The shared loop: `features(ids)` gives the inputs [G, L, d] of row ids [G, L] (-1:
     padding, zeros) on `device`, where the heads train; row plans stay on the CPU. Chunk after
     chunk, each through all epochs: heads are independent, so the order only changes which random
@@ -246,7 +276,7 @@ def _fit(features: Callable[[Tensor], Tensor], n: int, dim: int, head_idx: Tenso
     _check_rows(n, head_idx, labels, num_heads)
     gen = torch.Generator().manual_seed(cfg.seed)
     drop = gen if device.type == "cpu" else torch.Generator(device).manual_seed(cfg.seed)
-    bank = _initial_bank(num_heads, dim, cfg, init, head, gen).to(device)
+    bank = _initial_bank(num_heads, dim, cfg, init, head, gen, shared).to(device)
     size = _CUDA_CHUNK_HEADS if device.type == "cuda" else _CHUNK_HEADS
     chunks = _chunks(torch.bincount(head_idx, minlength=num_heads), cfg, size)
     if not chunks:
@@ -276,14 +306,16 @@ def fit_heads_on_embeddings(embeddings: Tensor, head_idx: Tensor, labels: Tensor
                             config: HeadFitConfig | None = None, *,
                             init: AnyHeadState | None = None, head: HeadConfig | None = None,
                             device: str | torch.device | None = None,
-                            **overrides: Any) -> HeadBank:
+                            shared: Tensor | None = None, **overrides: Any) -> HeadBank:
     """Fit `num_heads` heads on precomputed base vectors embeddings [N, d] (the cached path).
 
     Row i belongs to head head_idx[i] with label labels[i] (0/1). Settings come from `config`,
     then keyword `overrides` (epochs=..., lr=..., batch_size=..., weight_decay=..., dropout=...,
     seed=...). `init` starts every head from one state (e.g. the global head) instead of random;
-    `head` is the heads' form (default: `init`'s, else dense). Heads without rows keep their initial
-    values. The heads train on `device` (default: the embeddings' device; the returned bank is
+    `head` is the heads' form (default: `init`'s, else dense). Residual heads need `shared`, the
+    kind's frozen first layer (the global head's w1; default: a dense `init`'s w1): only their
+    a, b, b1, w2, b2 train, and from a dense `init` (the global head) they start exactly at it
+    (b = 0). Heads without rows keep their initial values. The heads train on `device` (default: the embeddings' device; the returned bank is
     there too). Deterministic for a given seed and device.
     """
     cfg = _resolve(config, overrides)
@@ -297,14 +329,14 @@ def fit_heads_on_embeddings(embeddings: Tensor, head_idx: Tensor, labels: Tensor
     def features(ids: Tensor) -> Tensor:
         return table.index_select(0, (ids + 1).flatten().to(on)).view(*ids.shape, dim)
 
-    return _fit(features, n, dim, head_idx, labels, num_heads, cfg, init, head, on)
+    return _fit(features, n, dim, head_idx, labels, num_heads, cfg, init, head, on, shared)
 
 
 def fit_heads_reencode(base: BaseEncoder, firsts: Sequence[str], seconds: Sequence[str],
                        head_idx: Tensor, labels: Tensor, num_heads: int,
                        config: HeadFitConfig | None = None, *, init: AnyHeadState | None = None,
                        head: HeadConfig | None = None, encode_batch_size: int = 64,
-                       device: str | torch.device | None = None,
+                       device: str | torch.device | None = None, shared: Tensor | None = None,
                        **overrides: Any) -> HeadBank:
     """Like `fit_heads_on_embeddings`, but the frozen base re-encodes each step's pairs (heads on
     `device`, default the base's)."""
@@ -322,4 +354,5 @@ def fit_heads_reencode(base: BaseEncoder, firsts: Sequence[str], seconds: Sequen
         return x
 
     on = torch.device(device) if device is not None else base.device
-    return _fit(features, len(firsts), base.dim, head_idx, labels, num_heads, cfg, init, head, on)
+    return _fit(features, len(firsts), base.dim, head_idx, labels, num_heads, cfg, init, head, on,
+                shared)

@@ -14,8 +14,10 @@ softmax[:, 1]. The first layer's form is a setting (`HeadConfig`, per model kind
   a user should not be confined to what training users taught); the probe (benchmarks/head_forms.py)
   says the shared layer is what the per-user factors were missing: with a well-fitted global head,
   residual r=8 matches the dense head on both synthetic tasks at 15 KB (bf16) or 8.5 KB (int8) per
-  user, where per-user factors from scratch lose about 0.07 on tagging. Training, fitting and
-  serving do not handle it yet (ModelConfig refuses it).
+  user, where per-user factors from scratch lose about 0.07 on tagging. Training learns the
+  shared layer as the global head's w1 (that head's a = b = 0 stay 0; it is published dense
+  float32, `HeadBank.extract_dense`), fitting keeps it frozen and starts new users at the global
+  head, and a scorer stacks the heads that name it with the global head (`from_global`).
 
 A `HeadBank` stores U heads of one form as stacked tensors and applies each batch row's own head,
 so one forward pass serves rows of many users. Two equivalent ways to apply them (`mode`):
@@ -35,7 +37,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import ClassVar, Literal
 
 import torch
@@ -169,7 +171,9 @@ def shared_digest(w1: Tensor) -> str:
 class ResidualHeadState(_HeadTensors):
     """One user's residual head: first layer = the kind's SHARED w1 [d, d] (the global head's,
     stored once, not here) + a [d, r] @ b [r, d]; then b1 [d], w2 [d, 2], b2 [2]. `shared` is the
-    `shared_digest` of the w1 it was fitted on: it is applied only with that layer."""
+    `shared_digest` of the w1 it was fitted on: it is applied only with that layer. `layer`: that
+    w1 itself once a loader has matched it (`with_layer`), so a scorer can stack the head without
+    looking the layer up again; never stored in the head's file."""
 
     a: Tensor
     b: Tensor
@@ -178,6 +182,7 @@ class ResidualHeadState(_HeadTensors):
     b2: Tensor
     dtype: HeadDtype = "float32"
     shared: str = ""
+    layer: Tensor | None = field(default=None, repr=False, compare=False)
     form: ClassVar[str] = "residual"
     names: ClassVar[tuple[str, ...]] = ("a", "b", "b1", "w2", "b2")
     shapes = staticmethod(LowRankHeadState.shapes)
@@ -196,6 +201,25 @@ class ResidualHeadState(_HeadTensors):
     @property
     def rank(self) -> int:
         return int(self.a.shape[1])
+
+    def with_layer(self, w1: Tensor, digest: str | None = None) -> ResidualHeadState:
+        """This head carrying its shared first layer `w1` ([d, d]; `digest`: its `shared_digest`,
+        when the caller knows it); ValueError when w1 is not the layer the head was fitted on."""
+        found = digest or shared_digest(w1)
+        if found != self.shared:
+            raise ValueError(f"this residual head was fitted on the shared first layer "
+                             f"{self.shared[:12]}, the layer given is {found[:12]}")
+        return replace(self, layer=w1)
+
+    @classmethod
+    def from_global(cls, head: HeadState, rank: int, dtype: HeadDtype = "float32",
+                    digest: str | None = None) -> ResidualHeadState:
+        """The dense global head `head` as a residual head on its own w1 (a = b = 0): what a
+        user without a head of their own computes, stackable with residual users' heads."""
+        d = head.dim
+        zeros = head.w1.new_zeros
+        return cls(a=zeros(d, rank), b=zeros(rank, d), b1=head.b1, w2=head.w2, b2=head.b2,
+                   dtype=dtype, shared=digest or shared_digest(head.w1), layer=head.w1)
 
 
 AnyHeadState = HeadState | LowRankHeadState | ResidualHeadState
@@ -295,6 +319,12 @@ class HeadBank(nn.Module):
                              f"got {tuple(shared.shape)}")
         return nn.Parameter(shared.detach().clone().float())
 
+    @staticmethod
+    def fresh_shared(dim: int, generator: torch.Generator | None = None) -> Tensor:
+        """A random shared first layer [d, d] to train (initialised like a dense head's w1)."""
+        bound = 1.0 / math.sqrt(dim)
+        return torch.empty(dim, dim).uniform_(-bound, bound, generator=generator)
+
     @property
     def shared_sha(self) -> str | None:
         """`shared_digest` of the shared first layer (residual banks), else None."""
@@ -326,12 +356,28 @@ class HeadBank(nn.Module):
             raise ValueError(f"all heads of a bank need the same d and form, got d {dims} and "
                              f"(form, rank) {forms}")
         bank = cls(1, dims[0], dropout=dropout, mode=mode, head=states[0].config, shared=shared)
+        sha = bank.shared_sha                                 # hashed once, not per head
         for i, state in enumerate(states):
-            bank._check_shared(i, state)
+            bank._check_shared(i, state, sha)
         for name in bank.names:
             stacked = torch.stack([getattr(s, name).detach() for s in states]).float()
             setattr(bank, name, nn.Parameter(stacked))       # [U, ...]
         return bank
+
+    def extract_dense(self, i: int) -> HeadState:
+        """Head i as a dense float32 head: w1 = shared w1 + a @ b (residual), a @ b (low-rank)
+        or w1. The residual form's global head (a = b = 0 in training) comes out with w1
+        exactly the shared layer, which the users' heads name."""
+        self._check_index(i)
+        with torch.no_grad():
+            if self.head.form == "dense":
+                w1 = self.w1[i]
+            else:
+                w1 = self.a[i] @ self.b[i]
+                if self.shared_w1 is not None:   # a @ b = 0: the layer itself, bit for bit
+                    w1 = self.shared_w1 + w1 if w1.any() else self.shared_w1
+            return HeadState(w1.detach().clone(), self.b1[i].detach().clone(),
+                             self.w2[i].detach().clone(), self.b2[i].detach().clone())
 
     def extract(self, i: int) -> AnyHeadState:
         """A detached copy of head i (stored with the bank's storage dtype when saved)."""
@@ -353,10 +399,13 @@ class HeadBank(nn.Module):
         for name in self.names:
             getattr(self, name)[i].copy_(getattr(state, name))
 
-    def _check_shared(self, i: int, state: AnyHeadState) -> None:
-        if isinstance(state, ResidualHeadState) and state.shared != self.shared_sha:
+    def _check_shared(self, i: int, state: AnyHeadState, sha: str | None = None) -> None:
+        if not isinstance(state, ResidualHeadState):
+            return
+        sha = sha or self.shared_sha
+        if state.shared != sha:
             raise ValueError(f"head {i} was fitted on the shared first layer {state.shared[:12]}, "
-                             f"this bank's is {str(self.shared_sha)[:12]}")
+                             f"this bank's is {str(sha)[:12]}")
 
     def _check_index(self, i: int) -> None:
         if not 0 <= i < self.num_heads:

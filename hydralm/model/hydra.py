@@ -48,8 +48,11 @@ class HydraModel(nn.Module):
     def from_config(cls, config: ModelConfig, num_heads: int,
                     generator: torch.Generator | None = None) -> HydraModel:
         base = BaseEncoder.from_config(config)
+        # residual heads: a fresh shared first layer, trained with the base and the heads
+        shared = (HeadBank.fresh_shared(base.dim, generator)
+                  if config.head.form == "residual" else None)
         return cls(base, HeadBank(num_heads, base.dim, dropout=config.dropout, head=config.head,
-                                  generator=generator))
+                                  generator=generator, shared=shared))
 
     def forward(self, batch: Mapping[str, Tensor], head_idx: Tensor) -> Tensor:
         pooled = self.base(**batch)            # [B, d]: one base pass for every user in the batch

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from hydralm.model import AnyHeadState, BaseEncoder, HeadBank
+from hydralm.model import AnyHeadState, BaseEncoder, HeadBank, HeadState, ResidualHeadState
 
 __all__ = ["ForwardJob", "distinct_heads", "score_jobs", "temporary_bank"]
 
@@ -40,8 +40,28 @@ def distinct_heads(jobs: Sequence[ForwardJob]) -> tuple[list[AnyHeadState], list
 
 
 def temporary_bank(heads: Sequence[AnyHeadState], device: str | torch.device) -> HeadBank:
-    """An eval-mode bank of exactly `heads` (one form: dense or low-rank), stacked once."""
-    bank = HeadBank.from_states(heads, dropout=0.0).to(device)
+    """An eval-mode bank of exactly `heads` (one form), stacked once. Residual heads carry their
+    shared first layer (`ResidualHeadState.layer`, attached by the loader) and may come with the
+    kind's dense global head, whose w1 is that layer: it joins them as a residual head with
+    a = b = 0. A dense head on another w1 is refused (ValueError)."""
+    residual = [h for h in heads if isinstance(h, ResidualHeadState)]
+    shared = None
+    if residual:
+        first = residual[0]
+        if first.layer is None:
+            raise ValueError("a residual head to score needs its shared first layer attached "
+                             "(ResidualHeadState.with_layer)")
+        shared = first.layer
+
+        def as_residual(head: AnyHeadState) -> AnyHeadState:
+            if not isinstance(head, HeadState):
+                return head
+            same = head.w1 is shared or torch.equal(head.w1, shared)
+            return ResidualHeadState.from_global(head, first.rank,
+                                                 digest=first.shared if same else None)
+
+        heads = [as_residual(h) for h in heads]
+    bank = HeadBank.from_states(heads, dropout=0.0, shared=shared).to(device)
     return bank.requires_grad_(False).eval()     # dense: w1 [G, d, d], b1 [G, d], w2 [G, d, 2]
 
 

@@ -13,8 +13,16 @@ from dataclasses import dataclass
 import torch
 
 from hydralm.artifacts import Registry, shard_of
-from hydralm.errors import ArtifactError, NotFoundError
-from hydralm.model import AnyHeadState, BaseEncoder, HeadConfig, check_head_config
+from hydralm.errors import ArtifactError, NotFoundError, StaleHeadError
+from hydralm.model import (
+    AnyHeadState,
+    BaseEncoder,
+    HeadConfig,
+    HeadState,
+    ResidualHeadState,
+    check_head_config,
+    shared_digest,
+)
 from hydralm.scoring.bundle import bundle_head_configs, load_bundle_encoders
 
 __all__ = ["ChangedUsers", "KindSnapshot", "RegistryView", "StaleBaseError"]
@@ -67,6 +75,9 @@ class RegistryView:
         self.registry = registry
         # (base version, kind) -> the head form that base records: every head loaded is checked
         self._head_forms: dict[tuple[str, str], HeadConfig] = {}
+        # (base version, kind) -> (sha256, w1) of a residual kind's global head: the shared
+        # first layer its users' heads must name; attached to each, refreshed on a mismatch
+        self._shared: dict[tuple[str, str], tuple[str, torch.Tensor]] = {}
 
     def __repr__(self) -> str:
         return f"RegistryView({self.registry!r})"
@@ -102,14 +113,17 @@ class RegistryView:
                                  f"serves {base_version!r}")
 
     def _check_form(self, head: AnyHeadState, kind: str, base_version: str,
-                    what: str) -> AnyHeadState:
-        """ArtifactError when the head's form is not the one the served base records."""
+                    what: str, global_head: bool = False) -> AnyHeadState:
+        """ArtifactError when the head's form is not the one the served base records (a residual
+        kind's global head is dense: its w1 is the users' shared first layer)."""
         expected = self._head_forms.get((base_version, kind))
         if expected is None:
             found = bundle_head_configs(self.registry, base_version).get(kind)
             if found is None:
                 raise NotFoundError(f"base {base_version} has no {kind} encoder")
             expected = self._head_forms.setdefault((base_version, kind), found)
+        if global_head and expected.form == "residual":
+            expected = HeadConfig(form="dense")
         return check_head_config(head, expected, f"{what} in {self.registry.storage.uri}")
 
     def load_head(self, kind: str, user_id: str, base_version: str) -> AnyHeadState:
@@ -118,9 +132,32 @@ class RegistryView:
         user has none."""
         what = f"{kind} head of user {user_id!r}"
         self._check_current(base_version, what)
-        return self._check_form(self.registry.load_head(kind, user_id), kind, base_version, what)
+        head = self._check_form(self.registry.load_head(kind, user_id), kind, base_version, what)
+        if isinstance(head, ResidualHeadState):
+            head = self._with_shared(head, kind, base_version, what)
+        return head
 
     def load_global_head(self, kind: str, base_version: str) -> AnyHeadState:
         what = f"global {kind} head"
         self._check_current(base_version, what)
-        return self._check_form(self.registry.load_global_head(kind), kind, base_version, what)
+        head = self._check_form(self.registry.load_global_head(kind), kind, base_version, what,
+                                global_head=True)
+        if self._head_forms.get((base_version, kind), HeadConfig()).form == "residual":
+            assert isinstance(head, HeadState)    # checked dense above
+            self._shared[(base_version, kind)] = (shared_digest(head.w1), head.w1)
+        return head
+
+    def _with_shared(self, head: ResidualHeadState, kind: str, base_version: str,
+                     what: str) -> ResidualHeadState:
+        """`head` carrying the global head's w1 when that is the layer it names; else a
+        StaleHeadError (a NotFoundError: the user is served by the global head until refitted),
+        as for a head of another base."""
+        known = self._shared.get((base_version, kind))
+        if known is None or known[0] != head.shared:      # first use, or the global head moved
+            self.load_global_head(kind, base_version)
+            known = self._shared[(base_version, kind)]
+        if known[0] != head.shared:
+            raise StaleHeadError(f"{what} in {self.registry.storage.uri} was fitted on the "
+                                 f"shared first layer {head.shared[:12]}, but the global "
+                                 f"{kind} head's w1 is {known[0][:12]}; refit it")
+        return head.with_layer(known[1], known[0])

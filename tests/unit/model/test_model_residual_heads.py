@@ -1,7 +1,7 @@
 """Residual heads: the kind's shared first layer + a per-user low-rank delta. A bank computes the
 formula in both modes, a fresh head is exactly the shared (global) head, a head is applied only with
-the shared layer it names, head files carry that name, and configs refuse the form until training,
-fitting and serving handle it."""
+the shared layer it names, head files carry that name, and model configs take the form (training,
+fitting and serving: tests/unit/training/test_training_residual_heads.py)."""
 
 from __future__ import annotations
 
@@ -142,9 +142,8 @@ def test_the_registry_stores_residual_heads_with_their_shared_layers_name(tmp_pa
     assert torch.equal(back.a, state.a)
 
 
-def test_model_configs_refuse_the_residual_form_until_the_pipeline_handles_it():
+def test_model_configs_take_the_residual_form():
     assert RESIDUAL.describe() == "residual r=3 float32"
     assert RESIDUAL.shape_key == ("residual", R)
-    with pytest.raises(ValueError, match="'residual' is implemented in HeadBank and head files "
-                                         "but not yet in training, fitting or serving"):
-        ModelConfig.from_dict({"head": {"form": "residual"}}, source="test")
+    config = ModelConfig.from_dict({"head": {"form": "residual", "rank": 3}}, source="test")
+    assert config.head == RESIDUAL
