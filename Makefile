@@ -24,12 +24,15 @@ $(STAMP): pyproject.toml
 demo: install
 	$(BIN)/hydralm demo
 
-# Each run ends with its 15 slowest tests (--durations=15): `make test` must stay under 15 minutes.
+# The unit tests on two workers (pytest-xdist), then the integration tests in one process: they
+# share one Ray, one embedded vLLM and one of each real server for the session. Each run ends
+# with its 15 slowest tests (--durations=15): `make test` must stay under 15 minutes.
 test: install
-	$(BIN)/python -m pytest tests -q --durations=15
+	$(BIN)/python -m pytest tests/unit tests/gpu -q -n 2 --durations=15
+	$(BIN)/python -m pytest tests/integration -q --durations=15
 
 test-unit: install
-	$(BIN)/python -m pytest tests/unit -q --durations=15
+	$(BIN)/python -m pytest tests/unit -q -n 2 --durations=15
 
 test-integration: install
 	$(BIN)/python -m pytest tests/integration -q --durations=15

@@ -1,9 +1,10 @@
 """`hydralm eval` end to end on the `--quick` preset: the embedded SmolLM2, HYDRA trained per
 seed on Ray, every method on the test users, and a re-run answered entirely by the response cache.
 
-The preset's bases are swapped for a tiny random encoder (tests/training_fixtures.py): what is
-checked here is the eval's plumbing, not the encoder's quality, and MiniLM's training and fitting
-would triple the run (test_demo.py trains the real one, on configs/ci-small.yaml)."""
+The preset's bases are swapped for a tiny random encoder (tests/training_fixtures.py) and its
+label sets are smaller (fewer BM25 items and pseudo-queries per training user): what is checked
+here is the eval's plumbing, not HYDRA's quality, and the preset's MiniLM training and label sets
+would double the run (test_demo.py trains the real encoder, on configs/ci-small.yaml)."""
 
 from __future__ import annotations
 
@@ -24,11 +25,14 @@ ROWS = ["zero_shot", "icl_random", "rag_bm25", "hydra_reranker", "hydra_adapter"
 
 
 def _quick_config(tmp_path) -> str:
-    """The `--quick` preset of synth-tag with both bases on the tiny encoder."""
+    """The `--quick` preset of synth-tag with both bases on the tiny encoder and smaller label
+    sets (N=8 candidates kept: the oracle row is best-of-8)."""
     doc = preset("synth-tag", quick=True)
     encoder = str(build_tiny_encoder(tmp_path / "tiny-encoder"))
     for kind in ("reranker", "adapter"):
         doc[kind] = {"encoder_path": encoder, "max_length": 64}
+    doc["labels"] = {**doc["labels"], "k_retrieve": 4, "k_prompt": 2,
+                     "pseudo_queries_per_user": 1, "similar_per_pseudo": 2}
     path = tmp_path / "eval-quick-tiny.yaml"
     path.write_text(yaml.safe_dump(doc), encoding="utf-8")
     return str(path)
