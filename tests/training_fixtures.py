@@ -16,7 +16,7 @@ import yaml
 from hydralm.jobconfig import JobConfig
 from hydralm.labels import LabelRecord, labels_to_table
 
-__all__ = ["build_tiny_encoder", "tiny_job", "write_fake_labels"]
+__all__ = ["build_tiny_encoder", "tiny_job", "two_taste_labels", "write_fake_labels"]
 
 _TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json",
                     "special_tokens_map.json")
@@ -92,3 +92,22 @@ def write_fake_labels(cfg: JobConfig, rows_per_user: int = 12, seed: int = 0) ->
                 counts[shard.name] = {"rows": table.num_rows,
                                       "positives": sum(r.label for r in rows)}
             write_manifest(cfg, model, stage, shards, counts)
+
+
+def two_taste_labels(tmp_path: Path) -> str:
+    """A reranker label file of two users with different tastes (a likes apples, b pears):
+    learnable only per user, so a train loop that learns must learn each user's head."""
+    from training.files import write_parquet
+
+    rng, rows = random.Random(0), []
+    for user, liked in (("a", "apple"), ("b", "pear")):
+        for i in range(16):
+            fruit = ["apple", "pear", "plum", "fig"][i % 4]
+            rows.append(LabelRecord(
+                model="reranker", stage="train", user_id=user, query_id=f"q{i}", source="query",
+                item_id=str(i), first="which fruit to buy",
+                second=f"{fruit} {fruit} {rng.randint(1, 9)}", answer="", gold="", score=0.0,
+                label=int(fruit == liked)))
+    uri = str(tmp_path / "labels.parquet")
+    write_parquet(uri, labels_to_table(rows))
+    return uri

@@ -53,7 +53,7 @@ HeadMode = Literal["bmm", "segment"]
 
 
 class _HeadTensors:
-    """What both head forms share: named tensors checked against the form's shapes."""
+    """What every head form shares: named tensors checked against the form's shapes."""
 
     form: ClassVar[str]
     names: ClassVar[tuple[str, ...]]
@@ -129,8 +129,9 @@ class HeadState(_HeadTensors):
 
 
 @dataclass(frozen=True)
-class LowRankHeadState(_HeadTensors):
-    """One user's low-rank head: w1 = a [d, r] @ b [r, d], then b1 [d], w2 [d, 2], b2 [2]."""
+class _FactoredHead(_HeadTensors):
+    """What the low-rank and residual forms share: factors a [d, r] and b [r, d] in the first
+    layer, then b1 [d], w2 [d, 2], b2 [2]."""
 
     a: Tensor
     b: Tensor
@@ -138,7 +139,6 @@ class LowRankHeadState(_HeadTensors):
     w2: Tensor
     b2: Tensor
     dtype: HeadDtype = "float32"
-    form: ClassVar[str] = "lowrank"
     names: ClassVar[tuple[str, ...]] = ("a", "b", "b1", "w2", "b2")
 
     @staticmethod
@@ -158,6 +158,13 @@ class LowRankHeadState(_HeadTensors):
         return int(self.a.shape[1])
 
 
+@dataclass(frozen=True)
+class LowRankHeadState(_FactoredHead):
+    """One user's low-rank head: w1 = a [d, r] @ b [r, d], then b1 [d], w2 [d, 2], b2 [2]."""
+
+    form: ClassVar[str] = "lowrank"
+
+
 def shared_digest(w1: Tensor) -> str:
     """The sha256 naming a shared first layer w1 [d, d] (its float32 values and shape): what a
     residual head records of the layer it was fitted on, and what a bank checks it against."""
@@ -168,39 +175,22 @@ def shared_digest(w1: Tensor) -> str:
 
 
 @dataclass(frozen=True)
-class ResidualHeadState(_HeadTensors):
+class ResidualHeadState(_FactoredHead):
     """One user's residual head: first layer = the kind's SHARED w1 [d, d] (the global head's,
     stored once, not here) + a [d, r] @ b [r, d]; then b1 [d], w2 [d, 2], b2 [2]. `shared` is the
     `shared_digest` of the w1 it was fitted on: it is applied only with that layer. `layer`: that
     w1 itself once a loader has matched it (`with_layer`), so a scorer can stack the head without
     looking the layer up again; never stored in the head's file."""
 
-    a: Tensor
-    b: Tensor
-    b1: Tensor
-    w2: Tensor
-    b2: Tensor
-    dtype: HeadDtype = "float32"
     shared: str = ""
     layer: Tensor | None = field(default=None, repr=False, compare=False)
     form: ClassVar[str] = "residual"
-    names: ClassVar[tuple[str, ...]] = ("a", "b", "b1", "w2", "b2")
-    shapes = staticmethod(LowRankHeadState.shapes)
 
     def __post_init__(self) -> None:
-        ok = self.a.dim() == 2
-        self._check_shapes(self.a.shape[0] if ok else -1, self.a.shape[1] if ok else -1)
+        super().__post_init__()
         if len(self.shared) != 64:
             raise ValueError(f"a residual head names its shared first layer by a sha256 (64 hex "
                              f"digits), got {self.shared!r}")
-
-    @property
-    def dim(self) -> int:
-        return int(self.a.shape[0])
-
-    @property
-    def rank(self) -> int:
-        return int(self.a.shape[1])
 
     def with_layer(self, w1: Tensor, digest: str | None = None) -> ResidualHeadState:
         """This head carrying its shared first layer `w1` ([d, d]; `digest`: its `shared_digest`,

@@ -3,17 +3,14 @@ records the form in the base bundle, and fitting new users follows the base's fo
 
 from __future__ import annotations
 
-import random
-
 import torch
+from training_fixtures import two_taste_labels
 
 from hydralm.artifacts import Registry
 from hydralm.jobconfig import TrainConfig
-from hydralm.labels import LabelRecord, labels_to_table
 from hydralm.model import BaseEncoder, HeadConfig, LowRankHeadState, ModelConfig
 from hydralm.scoring.bundle import bundle_head_configs
 from training.bases import TrainedModel, bundle_config, publish_models
-from training.files import write_parquet
 from training.fit_heads import embeddings_table, fit_user_heads
 from training.loop import CHECKPOINT_FILE, LocalSession, LoopSpec, train_loop
 from training.model_build import build_joint_model
@@ -22,25 +19,9 @@ COMPACT = HeadConfig(form="lowrank", rank=2, dtype="int8")
 
 
 
-def _labels(tmp_path) -> str:
-    """Two users with different tastes (a likes apples, b pears): learnable only per user."""
-    rng, rows = random.Random(0), []
-    for user, liked in (("a", "apple"), ("b", "pear")):
-        for i in range(16):
-            fruit = ["apple", "pear", "plum", "fig"][i % 4]
-            rows.append(LabelRecord(
-                model="reranker", stage="train", user_id=user, query_id=f"q{i}", source="query",
-                item_id=str(i), first="which fruit to buy",
-                second=f"{fruit} {fruit} {rng.randint(1, 9)}", answer="", gold="", score=0.0,
-                label=int(fruit == liked)))
-    uri = str(tmp_path / "labels.parquet")
-    write_parquet(uri, labels_to_table(rows))
-    return uri
-
-
 def test_the_train_loop_learns_with_lowrank_heads(tmp_path, tiny_encoder):
     model = ModelConfig(encoder_path=str(tiny_encoder), max_length=24, dropout=0.0, head=COMPACT)
-    spec = LoopSpec(label_files=(_labels(tmp_path),), users=("a", "b"), model=model,
+    spec = LoopSpec(label_files=(two_taste_labels(tmp_path),), users=("a", "b"), model=model,
                     train=TrainConfig(epochs=6, batch_size=8, lr=1e-3, head_lr=3e-2, seed=0))
     session = LocalSession(tmp_path / "ckpt")
     train_loop(spec, session)

@@ -5,17 +5,13 @@ and refuses a head that names another one; train -> fit -> score on the tiny enc
 
 from __future__ import annotations
 
-import random
-from pathlib import Path
-
 import pytest
 import torch
-from training_fixtures import tiny_job
+from training_fixtures import tiny_job, two_taste_labels
 
 from hydralm.artifacts import Registry
 from hydralm.errors import ArtifactError, NotFoundError, StaleHeadError
 from hydralm.jobconfig import TrainConfig
-from hydralm.labels import LabelRecord, labels_to_table
 from hydralm.model import (
     HeadBank,
     HeadConfig,
@@ -30,7 +26,6 @@ from hydralm.scoring.bundle import bundle_head_configs
 from hydralm.scoring.forward import ForwardJob, score_jobs, temporary_bank
 from hydralm.scoring.registry_view import RegistryView
 from training.bases import TrainedModel, load_kind_base, publish_models
-from training.files import write_parquet
 from training.fit_heads import embeddings_table, fit_user_heads
 from training.loop import LocalSession, LoopSpec, train_loop
 from training.train_job import _trained_from_checkpoint
@@ -122,26 +117,10 @@ def test_a_scoring_bank_stacks_residual_heads_with_the_global_head():
 
 # -- training and the whole flow -------------------------------------------------------------------
 
-def _labels(tmp_path: Path) -> str:
-    """Two users with different tastes (a likes apples, b pears): learnable only per user."""
-    rng, rows = random.Random(0), []
-    for user, liked in (("a", "apple"), ("b", "pear")):
-        for i in range(16):
-            fruit = ["apple", "pear", "plum", "fig"][i % 4]
-            rows.append(LabelRecord(
-                model="reranker", stage="train", user_id=user, query_id=f"q{i}", source="query",
-                item_id=str(i), first="which fruit to buy",
-                second=f"{fruit} {fruit} {rng.randint(1, 9)}", answer="", gold="", score=0.0,
-                label=int(fruit == liked)))
-    uri = str(tmp_path / "labels.parquet")
-    write_parquet(uri, labels_to_table(rows))
-    return uri
-
-
 def test_train_fit_score_with_residual_heads(tmp_path, tiny_encoder):
     model = ModelConfig(encoder_path=str(tiny_encoder), max_length=24, dropout=0.0,
                         head=HeadConfig(form="residual", rank=2, dtype="bfloat16"))
-    spec = LoopSpec(label_files=(_labels(tmp_path),), users=("a", "b"), model=model,
+    spec = LoopSpec(label_files=(two_taste_labels(tmp_path),), users=("a", "b"), model=model,
                     train=TrainConfig(epochs=3, batch_size=8, lr=1e-3, head_lr=3e-2, seed=0))
     train_loop(spec, LocalSession(tmp_path / "ckpt"))
     latest = sorted((tmp_path / "ckpt").glob("checkpoint_*"))[-1]
