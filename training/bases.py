@@ -25,10 +25,18 @@ from torch import Tensor
 from hydralm.artifacts import Registry
 from hydralm.artifacts.serialize import sha256
 from hydralm.errors import ArtifactError, NotFoundError
-from hydralm.model import AnyHeadState, BaseEncoder, HeadState, ModelConfig, shared_digest
+from hydralm.model import (
+    AnyHeadState,
+    BaseEncoder,
+    HeadConfig,
+    HeadState,
+    ModelConfig,
+    shared_digest,
+)
 from hydralm.scoring.bundle import BUNDLE_FORMAT, load_bundle_encoders
 
-__all__ = ["BUNDLE_FORMAT", "TrainedModel", "bundle_config", "load_kind_base", "publish_models"]
+__all__ = ["BUNDLE_FORMAT", "TrainedModel", "bundle_config", "load_kind_base", "publish_models",
+           "republish_with_head"]
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +61,7 @@ def _carried_over(registry: Registry, kind: str, state: Mapping[str, Tensor],
     entry = config.get("kinds", {}).get(kind)
     if entry is None:
         return None
-    prefix = f"{kind}."
-    base_state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    base_state = _kind_state(state, kind)
     # Only heads fitted on the current base come along: a head left on an older base (a new
     # user's, fitted before the other kind was retrained) cannot be loaded any more; the fit
     # stage refits it on the new base.
@@ -66,12 +73,21 @@ def _carried_over(registry: Registry, kind: str, state: Mapping[str, Tensor],
                  kind, len(stale), ", ".join(stale[:5]) + (" ..." if len(stale) > 5 else ""))
     heads = {user: registry.load_head(kind, user) for user in sorted(index)
              if user not in stale}
-    try:
-        global_head = registry.load_global_head(kind)
-    except NotFoundError:
-        global_head = None
     return TrainedModel(kind, base_state, ModelConfig.from_dict(entry["model"]), heads,
-                        global_head, entry.get("info", {}))
+                        _global_head(registry, kind), entry.get("info", {}))
+
+
+def _kind_state(state: Mapping[str, Tensor], kind: str) -> dict[str, Tensor]:
+    """The kind's encoder weights out of a bundle's state dict."""
+    prefix = f"{kind}."
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def _global_head(registry: Registry, kind: str) -> HeadState | None:
+    try:
+        return registry.load_global_head(kind)
+    except NotFoundError:
+        return None
 
 
 def _check_residual(model: TrainedModel) -> None:
@@ -108,7 +124,8 @@ def publish_models(registry: Registry, trained: Sequence[TrainedModel]) -> str:
     kinds: dict[str, Any] = {}
     for kind, model in sorted(models.items()):
         bundle.update({f"{kind}.{k}": v for k, v in model.base_state.items()})
-        dim = next(iter(model.heads.values())).dim if model.heads else None
+        dim = (next(iter(model.heads.values())).dim if model.heads
+               else model.global_head.dim if model.global_head is not None else None)
         kinds[kind] = {"model": model.model.model_dump(mode="json"), "dim": dim,
                        "info": dict(model.info)}
     version = registry.publish_base(bundle, {"format": BUNDLE_FORMAT, "kinds": kinds})
@@ -120,6 +137,28 @@ def publish_models(registry: Registry, trained: Sequence[TrainedModel]) -> str:
         log.info("published %s: %d heads%s on base %s", kind, len(model.heads),
                  " + global head" if model.global_head is not None else "", version)
     return version
+
+
+def republish_with_head(source: Registry, target: Registry, head: HeadConfig) -> str:
+    """Publish `source`'s current bases and global heads to `target` with every kind's users'
+    heads in the form `head` and no user heads (new users' heads are then fitted in that form
+    on the very same bases); returns `target`'s base version. A `target` already holding these
+    bases in that form is left as it is, with its heads."""
+    state, config = source.load_base()
+    if config.get("format") != BUNDLE_FORMAT:
+        raise ArtifactError(f"{source.storage.uri}: the current base is not a {BUNDLE_FORMAT} "
+                            f"bundle (format {config.get('format')!r})")
+    wanted = {kind: {**entry, "model": {**entry["model"], "head": head.model_dump(mode="json")}}
+              for kind, entry in config["kinds"].items()}
+    existing = bundle_config(target)
+    if existing is not None and all(
+            existing["kinds"].get(k, {}).get("model") == e["model"]
+            and existing["kinds"][k].get("info") == e.get("info") for k, e in wanted.items()):
+        return target.base_version()
+    models = [TrainedModel(kind, _kind_state(state, kind), ModelConfig.from_dict(entry["model"]),
+                           {}, _global_head(source, kind), entry.get("info", {}))
+              for kind, entry in sorted(wanted.items())]
+    return publish_models(target, models)
 
 
 def bundle_config(registry: Registry, version: str | None = None) -> dict[str, Any] | None:

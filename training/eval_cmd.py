@@ -28,6 +28,7 @@ _EPILOG = """examples:
   hydralm eval --lamp-dir ../shared/lamp --task LaMP-2N --train-users all --test-users all
   hydralm eval --dataset synth-title --base-url http://10.0.0.5:8000/v1 --model my-llm
   hydralm eval --dataset synth-tag --precision bf16 --compare-precision fp32   # bf16 vs fp32
+  hydralm eval --dataset synth-tag --compare-head residual:8:bfloat16   # compact heads vs dense
 """
 
 
@@ -97,10 +98,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="also run the HYDRA methods with the bases in this precision (same "
                         "bases, heads and queries): rows such as hydra_fp32 and the paired "
                         "differences")
+    p.add_argument("--compare-head", type=_head, metavar="FORM[:RANK[:DTYPE]]",
+                   help="also fit the test users' heads in this form (e.g. residual:8:bfloat16; "
+                        "forms dense, lowrank, residual; dtypes float32, bfloat16, int8) on the "
+                        "same bases and labels, and run the HYDRA methods with them: rows such "
+                        "as hydra_residual8_bf16 and the paired differences")
     p.add_argument("--results-dir", help="where the results go (default benchmarks/results)")
     p.add_argument("--ray-address", help="join a running Ray cluster; default: a local Ray")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_eval)
+
+
+def _head(spec: str) -> dict[str, Any]:
+    """--compare-head FORM[:RANK[:DTYPE]] as a HeadConfig mapping (validated with the config)."""
+    parts = spec.split(":")
+    if len(parts) > 3 or not parts[0]:
+        raise argparse.ArgumentTypeError(f"expected FORM[:RANK[:DTYPE]], got {spec!r}")
+    head: dict[str, Any] = {"form": parts[0]}
+    if len(parts) > 1:
+        try:
+            head["rank"] = int(parts[1])
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"RANK must be an integer, got {parts[1]!r} in "
+                                             f"{spec!r}") from None
+    if len(parts) > 2:
+        head["dtype"] = parts[2]
+    return head
 
 
 def _base(args: argparse.Namespace) -> dict[str, Any]:
@@ -134,7 +157,8 @@ def build_config(args: argparse.Namespace) -> EvalConfig:
     for flag, key in (("name", "dataset"), ("seeds", "seeds"), ("methods", "methods"),
                       ("max_queries_per_user", "max_queries_per_user"),
                       ("work_dir", "work_dir"), ("results_dir", "results_dir"),
-                      ("precision", "precision"), ("compare_precision", "compare_precision")):
+                      ("precision", "precision"), ("compare_precision", "compare_precision"),
+                      ("compare_head", "compare_head")):
         if getattr(args, flag) is not None:
             data[key] = getattr(args, flag)
     generator = dict(data.get("generator") or {})

@@ -42,16 +42,18 @@ from hydralm.evaluation import (
     choose_guard,
     compared_methods,
     fallback_rates,
+    head_comparison,
+    head_tag,
     markdown_table,
-    merge_precision_run,
+    merge_variant_run,
     needs_scorer,
     oracle_name,
     plot_result,
     precision_comparison,
-    precision_row,
     relative_improvement,
     run_queries,
     selection_diagnostics,
+    variant_row,
 )
 from hydralm.generator import GeneratorClient
 from hydralm.jobconfig import JobConfig
@@ -59,7 +61,7 @@ from hydralm.pipeline import Personalizer
 from hydralm.pipeline.selection import SelectionGuard
 from hydralm.scoring import LocalPairScorer
 from hydralm.tasks import get_task
-from training.eval_train import train_seed
+from training.eval_train import fit_head_variant, train_seed
 from training.files import write_atomic
 from training.llm import embedded_generator
 from training.ray_env import ray_session
@@ -166,12 +168,43 @@ async def _other_precision(cfg: EvalConfig, job: JobConfig, personalizer: Person
                                    progress=progress, desc=f"eval {other}")
     finally:
         scorer.close()
-    return {"precision": other, **merge_precision_run(outcomes, theirs, other)}
+    return {"precision": other, **merge_variant_run(outcomes, theirs, other)}
+
+
+async def _other_head(cfg: EvalConfig, variant: JobConfig, personalizer: Personalizer,
+                      queries: list[EvalQuery], outcomes: list[QueryOutcome],
+                      progress: bool) -> dict[str, Any]:
+    """The HYDRA methods again with the test users' heads of `variant` (fitted in
+    `cfg.compare_head` on the same bases; same generator, history and guard), merged into
+    `outcomes` as rows <method>_<head tag>."""
+    tag = head_tag(cfg.compare_head)
+    scorer = _scorer(variant, cfg.methods, personalizer.scorer.precision)
+    twin = copy.copy(personalizer)
+    twin.scorer = scorer
+    try:
+        theirs = await run_queries(twin, queries, compared_methods(cfg.methods),
+                                   knn_k=variant.labels.k_prompt, concurrency=cfg.concurrency,
+                                   progress=progress, desc=f"eval {tag}")
+    finally:
+        scorer.close()
+    return {"tag": tag, **merge_variant_run(outcomes, theirs, tag)}
+
+
+def _head_bytes(job: JobConfig, users: tuple[str, ...]) -> dict[str, int]:
+    """Per kind, the size of the first fitted test user's head file in the job's registry."""
+    registry = Registry(job.paths.registry)
+    out = {}
+    for kind in ("reranker", "adapter"):
+        entry = next((e for e in (registry.head_entry(kind, u) for u in users) if e), None)
+        if entry is not None:
+            out[kind] = len(registry.storage.get(entry.key))
+    return out
 
 
 def evaluate_seed(cfg: EvalConfig, job: JobConfig, seed: int, *, base_url: str,
                   progress: bool = True) -> SeedRun:
-    """Every method on the held-out queries of this seed's test users (models already trained)."""
+    """Every method on the held-out queries of this seed's test users (models already trained;
+    with `cfg.compare_head`, the test users' heads in that form too: `fit_head_variant`)."""
     task = get_task(cfg.task)
     dataset, split = prepare_users(job)
     queries, histories = _test_queries(dataset, split.test, cfg.max_queries_per_user)
@@ -187,6 +220,7 @@ def evaluate_seed(cfg: EvalConfig, job: JobConfig, seed: int, *, base_url: str,
 
     guard: dict[str, Any] = {}
     compared: dict[str, Any] = {}
+    heads: dict[str, Any] = {}
 
     async def run() -> list[QueryOutcome]:
         try:
@@ -198,6 +232,9 @@ def evaluate_seed(cfg: EvalConfig, job: JobConfig, seed: int, *, base_url: str,
             if cfg.compare_precision is not None:
                 compared.update(await _other_precision(cfg, job, personalizer, queries,
                                                        outcomes, progress))
+            if cfg.compare_head is not None:
+                heads.update(await _other_head(cfg, cfg.job(seed, cfg.compare_head),
+                                               personalizer, queries, outcomes, progress))
             return outcomes
         finally:
             await client.aclose()
@@ -216,6 +253,10 @@ def evaluate_seed(cfg: EvalConfig, job: JobConfig, seed: int, *, base_url: str,
              "selection": selection_diagnostics(task, outcomes),
              "guard": guard, "fallbacks": fallback_rates(outcomes),
              **({"compare_precision": compared} if compared else {})}
+    if heads:
+        stats["compare_head"] = {**heads, "bytes_per_user": {
+            "configured": _head_bytes(job, split.test),
+            "other": _head_bytes(cfg.job(seed, cfg.compare_head), split.test)}}
     _write_predictions(join_uri(job.paths.work_dir, "eval", "predictions.jsonl"), outcomes)
     log.info("seed %d: %s", seed, stats)
     return SeedRun(seed, {"train": len(split.train), "test": len(split.test)}, outcomes, stats)
@@ -238,11 +279,12 @@ def _write_predictions(uri: str, outcomes: list[QueryOutcome]) -> None:
 
 
 def _rows(cfg: EvalConfig) -> list[str]:
-    """Table order: the methods, each HYDRA one followed by its other-precision row, then the
-    reference rows."""
-    other = cfg.compare_precision
+    """Table order: the methods, each HYDRA one followed by its other-precision and other-head
+    rows, then the reference rows."""
+    tags = [t for t in (cfg.compare_precision,
+                        head_tag(cfg.compare_head) if cfg.compare_head else None) if t]
     rows = [row for m in cfg.methods for row in (
-        [m, precision_row(m, other)] if other is not None and needs_scorer(m) else [m])]
+        [m, *(variant_row(m, t) for t in tags)] if needs_scorer(m) else [m])]
     rows.append(HISTORY_KNN)
     if "hydra" in cfg.methods:
         rows.append(oracle_name(cfg.labels.n_candidates))
@@ -275,7 +317,7 @@ def summarize(cfg: EvalConfig, runs: list[SeedRun], *, generator: str,
                         users=runs[0].users, seeds=[r.seed for r in runs], methods=methods,
                         difference=difference, selection=selection,
                         precision_comparison=_precisions(cfg, runs, scores, options),
-                        run=run_info)
+                        head_comparison=_heads(cfg, runs, scores, options), run=run_info)
 
 
 def _precisions(cfg: EvalConfig, runs: list[SeedRun], scores: dict[str, list[QueryScores]],
@@ -288,6 +330,21 @@ def _precisions(cfg: EvalConfig, runs: list[SeedRun], scores: dict[str, list[Que
         scores, cfg.methods, precision=runs[0].stats["precision"], other=cfg.compare_precision,
         metric=task.primary_metric, higher_is_better=task.higher_is_better,
         shared=[r.stats["compare_precision"] for r in runs], **options)
+
+
+def _heads(cfg: EvalConfig, runs: list[SeedRun], scores: dict[str, list[QueryScores]],
+           options: dict[str, Any]) -> dict[str, Any] | None:
+    """The paired differences between the configured heads and `compare_head`."""
+    if cfg.compare_head is None:
+        return None
+    task = get_task(cfg.task)
+    shared = [r.stats["compare_head"] for r in runs]
+    return head_comparison(
+        scores, cfg.methods, heads={k: cfg.job(runs[0].seed).model(k).head.model_dump(mode="json")
+                                    for k in ("reranker", "adapter")},
+        other=cfg.compare_head, bytes_per_user=shared[0]["bytes_per_user"],
+        metric=task.primary_metric, higher_is_better=task.higher_is_better, shared=shared,
+        **options)
 
 
 def write_outputs(cfg: EvalConfig, result: dict[str, Any]) -> dict[str, Path]:
@@ -320,6 +377,9 @@ def run_eval(cfg: EvalConfig, *, ray_address: str | None = None,
             training[str(seed)] = train_seed(
                 job, base_url=base_url, progress=progress,
                 hydra=any(needs_scorer(m) for m in cfg.methods))
+            if cfg.compare_head is not None:
+                training[str(seed)]["compare_head"] = fit_head_variant(
+                    job, cfg.job(seed, cfg.compare_head), progress=progress)
             runs.append(evaluate_seed(cfg, job, seed, base_url=base_url, progress=progress))
     info = {
         "queries": sum(r.stats["queries"] for r in runs),

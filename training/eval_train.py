@@ -17,13 +17,13 @@ from typing import Any
 from hydralm.artifacts import Registry
 from hydralm.data.fs import join_uri
 from hydralm.jobconfig import JobConfig
-from training.bases import bundle_config
+from training.bases import bundle_config, republish_with_head
 from training.label_store import read_manifest
 from training.stages import KINDS, STAGES, fit_stage, labels_stage, plan_label_runs, train_stage
 from training.train_job import run_name
 from training.users import prepare_users
 
-__all__ = ["train_seed"]
+__all__ = ["fit_head_variant", "train_seed"]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,21 @@ def train_seed(job: JobConfig, *, base_url: str, progress: bool = True,
              summary["generator_calls"])
     # Summaries may hold paths and numpy scalars: keep what JSON can say.
     return json.loads(json.dumps(summary, default=str))
+
+
+def fit_head_variant(job: JobConfig, variant: JobConfig, *,
+                     progress: bool = True) -> dict[str, Any]:
+    """The test users' heads of `job` fitted again in the head form of `variant` (the same job
+    with another head form and its own registry): `job`'s bases and global heads are published
+    to the variant's registry with that form, then the fit stage fits the test users there from
+    the same labels. Re-runs skip heads already fitted."""
+    start = time.monotonic()
+    version = republish_with_head(Registry(job.paths.registry), Registry(variant.paths.registry),
+                                  variant.adapter.head)
+    fitted = fit_stage(variant, KINDS, progress=progress)
+    return json.loads(json.dumps({"registry": variant.paths.registry, "base_version": version,
+                                  "head": variant.adapter.head.describe(), "fit": fitted,
+                                  "seconds": round(time.monotonic() - start, 1)}, default=str))
 
 
 def _published_run(job: JobConfig, kind: str) -> str | None:

@@ -15,12 +15,6 @@ from hydralm.evaluation.config import BootstrapConfig, EvalConfig, EvalUsers, lo
 from hydralm.evaluation.diagnostics import fallback_rates, selection_diagnostics
 from hydralm.evaluation.guard import CalibrationRow, GuardChoice, choose_guard
 from hydralm.evaluation.plot import plot_result
-from hydralm.evaluation.precision import (
-    compared_methods,
-    merge_precision_run,
-    precision_comparison,
-    precision_row,
-)
 from hydralm.evaluation.reference import closeness, history_knn, oracle_best
 from hydralm.evaluation.report import (
     PROMPT_BASELINES,
@@ -40,6 +34,14 @@ from hydralm.evaluation.runner import (
     run_queries,
 )
 from hydralm.evaluation.scores import QueryScores
+from hydralm.evaluation.variants import (
+    compared_methods,
+    head_comparison,
+    head_tag,
+    merge_variant_run,
+    precision_comparison,
+    variant_row,
+)
 
 __all__ = [
     "BootstrapConfig",
@@ -63,18 +65,20 @@ __all__ = [
     "closeness",
     "compared_methods",
     "fallback_rates",
+    "head_comparison",
+    "head_tag",
     "history_knn",
     "load_eval_config",
     "markdown_table",
-    "merge_precision_run",
+    "merge_variant_run",
     "needs_scorer",
     "oracle_best",
     "oracle_name",
     "plot_result",
     "precision_comparison",
-    "precision_row",
     "relative_improvement",
     "resample_indices",
     "run_queries",
     "selection_diagnostics",
+    "variant_row",
 ]

@@ -19,10 +19,11 @@ from hydralm.config import StrictModel
 from hydralm.data.fs import join_uri
 from hydralm.data.schema import TASK_NAMES, TaskName
 from hydralm.evaluation.runner import LLM_METHODS, needs_scorer
+from hydralm.evaluation.variants import head_tag
 from hydralm.generator.config import GeneratorConfig
 from hydralm.jobconfig import DataConfig, FitConfig, JobConfig, TrainConfig, UsersConfig
 from hydralm.labels.config import LabelsConfig
-from hydralm.model.config import ModelConfig
+from hydralm.model.config import HeadConfig, ModelConfig
 from hydralm.model.precision import Precision, precision_field
 from hydralm.settings import home_dir
 
@@ -101,8 +102,15 @@ class EvalConfig(StrictModel):
         None, description="Also run the HYDRA methods with the frozen bases in this precision, on "
                           "the same trained bases and heads and the same test queries: rows "
                           "<method>_<precision> (e.g. hydra_fp32) and the paired differences in "
-                          "`precision_comparison` (hydralm/evaluation/precision.py). Must differ "
+                          "`precision_comparison` (hydralm/evaluation/variants.py). Must differ "
                           "from what `precision` resolves to; None: one precision.")
+    compare_head: HeadConfig | None = Field(
+        None, description="Also fit the test users' heads in this form (same bases, global "
+                          "heads, labels and fit settings; both kinds) and run the HYDRA methods "
+                          "with them on the same test queries: rows <method>_<form><rank>_<dtype> "
+                          "(e.g. hydra_residual8_bf16) and the paired differences in "
+                          "`head_comparison` (hydralm/evaluation/variants.py). Must differ from "
+                          "the reranker's or the adapter's head; None: one head form.")
     work_dir: str | None = Field(None, description="Per-seed jobs, predictions and the cache. "
                                                    "None: HYDRALM_HOME/eval/<dataset>_<task>.")
     results_dir: str = Field("benchmarks/results", min_length=1,
@@ -132,6 +140,13 @@ class EvalConfig(StrictModel):
         if self.compare_precision is not None and not any(needs_scorer(m) for m in self.methods):
             raise ValueError(f"compare_precision needs a HYDRA method (one with trained heads), "
                              f"got methods {self.methods!r}")
+        if self.compare_head is not None:
+            if not any(needs_scorer(m) for m in self.methods):
+                raise ValueError(f"compare_head needs a HYDRA method (one with trained heads), "
+                                 f"got methods {self.methods!r}")
+            if self.compare_head == self.reranker.head == self.adapter.head:
+                raise ValueError(f"compare_head ({self.compare_head.describe()}) is the head "
+                                 "both models already have: compare with another form")
         synth = self.data.synth
         if synth is not None and self.users.train and self.users.test:
             wanted = self.users.train + self.users.test
@@ -162,8 +177,10 @@ class EvalConfig(StrictModel):
         """quality_<dataset>_<task>: the name of the JSON, Markdown and PNG files."""
         return f"quality_{self.dataset_name}_{self.task}"
 
-    def job(self, seed: int) -> JobConfig:
-        """The training job of one seed: users drawn by it, its own work dir, the shared cache."""
+    def job(self, seed: int, head: HeadConfig | None = None) -> JobConfig:
+        """The training job of one seed: users drawn by it, its own work dir, the shared cache.
+        With `head`: the same job whose test users' heads take that form, in a registry of its
+        own beside the job's (`registry-<form><rank>_<dtype>`; same labels and work dir)."""
         payload: dict[str, Any] = {
             "task": self.task, "data": self.data.model_dump(mode="json"),
             "users": UsersConfig(num_train_users=self.users.train,
@@ -175,6 +192,10 @@ class EvalConfig(StrictModel):
             "fit": {**self.fit.model_dump(), "seed": seed, "precision": self.precision},
             "work_dir": join_uri(self.work_path, f"seed-{seed}"),
         }
+        if head is not None:
+            for kind in ("reranker", "adapter"):
+                payload[kind] = {**payload[kind], "head": head.model_dump()}
+            payload["registry"] = join_uri(payload["work_dir"], f"registry-{head_tag(head)}")
         return JobConfig.from_dict(payload, source=f"the job of seed {seed}")
 
 

@@ -7,7 +7,8 @@ The document (`benchmarks/results/quality_<dataset>_<task>.json`):
 "selection", "precision_comparison", "run"}`; `selection` (over every seed's queries with HYDRA
 candidates) holds how often the adapter picks a best candidate against a uniformly random pick,
 and their difference; `precision_comparison` (only with `compare_precision`) the paired
-differences of the HYDRA rows between two precisions (hydralm/evaluation/precision.py);
+differences of the HYDRA rows between two precisions, `head_comparison` (only with
+`compare_head`) between two head forms (both: hydralm/evaluation/variants.py);
 `run` holds how it was made (config, queries, timings, generator calls and cache hits) and is the
 only part that may differ between two runs of the same configuration.
 """
@@ -33,7 +34,9 @@ PROMPT_BASELINES: tuple[str, ...] = ("zero_shot", "icl_random", "rag_bm25")
 _ESTIMATE = {"type": "object", "required": ["mean", "ci_low", "ci_high"],
              "additionalProperties": False,
              "properties": {k: {"type": "number"} for k in ("mean", "ci_low", "ci_high")}}
-_METHOD_NAMES = ("^(zero_shot|icl_random|rag_bm25|(hydra_reranker|hydra_adapter|hydra)(_bf16|_fp32)?"
+# HYDRA rows may carry a variant's suffix: a precision (_fp32) and/or a head form (_residual8_bf16)
+_METHOD_NAMES = ("^(zero_shot|icl_random|rag_bm25|(hydra_reranker|hydra_adapter|hydra)"
+                 "(_bf16|_fp32)?(_(dense|lowrank[0-9]+|residual[0-9]+)_(fp32|bf16|int8))?"
                  "|history_knn|oracle_best_of_[0-9]+)$")
 
 RESULT_SCHEMA: dict[str, Any] = {
@@ -79,6 +82,21 @@ RESULT_SCHEMA: dict[str, Any] = {
                            "queries": {"type": "integer", "minimum": 0},
                            "same_candidates": {"type": "integer", "minimum": 0},
                            "adapter_score_max_abs_diff": {"type": "number", "minimum": 0}}},
+        "head_comparison": {
+            "type": "object",
+            "required": ["heads", "other", "tag", "bytes_per_user", "metric", "higher_is_better",
+                         "differences", "queries", "same_candidates",
+                         "adapter_score_max_abs_diff"],
+            "properties": {"heads": {"type": "object"}, "other": {"type": "object"},
+                           "tag": {"type": "string"},
+                           "bytes_per_user": {"type": "object", "additionalProperties": {
+                               "type": "object", "additionalProperties": {"type": "integer"}}},
+                           "metric": {"type": "string"},
+                           "higher_is_better": {"type": "boolean"},
+                           "differences": {"type": "object", "additionalProperties": _ESTIMATE},
+                           "queries": {"type": "integer", "minimum": 0},
+                           "same_candidates": {"type": "integer", "minimum": 0},
+                           "adapter_score_max_abs_diff": {"type": "number", "minimum": 0}}},
         "run": {"type": "object"},
     },
 }
@@ -113,10 +131,11 @@ def build_result(*, dataset: str, task, generator: str, users: Mapping[str, int]
                  difference: Estimate | None = None,
                  selection: Mapping[str, Any] | None = None,
                  precision_comparison: Mapping[str, Any] | None = None,
+                 head_comparison: Mapping[str, Any] | None = None,
                  run: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The result document (see the module docstring), methods in the given order;
     `difference` as in `relative_improvement`; `selection` from `selection_diagnostics`;
-    `precision_comparison` from `hydralm.evaluation.precision.precision_comparison`."""
+    `precision_comparison` and `head_comparison` from `hydralm.evaluation.variants`."""
     return {
         "dataset": dataset, "task": task.name, "generator": generator,
         "users": {"train": int(users["train"]), "test": int(users["test"])},
@@ -129,6 +148,7 @@ def build_result(*, dataset: str, task, generator: str, users: Mapping[str, int]
         "selection": _selection(selection),
         **({"precision_comparison": dict(precision_comparison)}
            if precision_comparison is not None else {}),
+        **({"head_comparison": dict(head_comparison)} if head_comparison is not None else {}),
         **({"run": dict(run)} if run is not None else {}),
     }
 
@@ -185,15 +205,41 @@ def markdown_table(result: Mapping[str, Any]) -> str:
             lines[-1] += f" The selection guard replaced the adapter's pick for {rates}."
     if result.get("precision_comparison"):
         lines += ["", _precision_line(result["precision_comparison"])]
+    if result.get("head_comparison"):
+        lines += ["", _head_line(result["head_comparison"])]
     return "\n".join(lines) + "\n"
+
+
+def _differences(cmp: Mapping[str, Any]) -> str:
+    return ", ".join(f"{m} {d['mean']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]"
+                     for m, d in cmp["differences"].items())
+
+
+def _shared(cmp: Mapping[str, Any]) -> str:
+    return (f"Same HYDRA candidates in {cmp['same_candidates']} of {cmp['queries']} queries; "
+            f"largest adapter-score difference on them {cmp['adapter_score_max_abs_diff']:.4f}.")
 
 
 def _precision_line(cmp: Mapping[str, Any]) -> str:
     """The paired differences between the two precisions, in one sentence."""
     mine, other = cmp["precision"], cmp["other"]
-    cells = ", ".join(f"{m} {d['mean']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]"
-                      for m, d in cmp["differences"].items())
     return (f"Precision: {mine} against {other} (rows *_{other}: the same bases, heads and "
-            f"queries) on {cmp['metric']}, paired difference (positive: {mine} better): {cells}. "
-            f"Same HYDRA candidates in {cmp['same_candidates']} of {cmp['queries']} queries; "
-            f"largest adapter-score difference on them {cmp['adapter_score_max_abs_diff']:.4f}.")
+            f"queries) on {cmp['metric']}, paired difference (positive: {mine} better): "
+            f"{_differences(cmp)}. {_shared(cmp)}")
+
+
+def _head_line(cmp: Mapping[str, Any]) -> str:
+    """The paired differences between the configured heads and the other head form."""
+    forms = sorted({_describe(h) for h in cmp["heads"].values()})
+    sizes = {which: ", ".join(f"{k} {b:,} B" for k, b in by_kind.items())
+             for which, by_kind in cmp["bytes_per_user"].items()}
+    return (f"Head form: {' / '.join(forms)} against {_describe(cmp['other'])} (rows "
+            f"*_{cmp['tag']}: the test users' heads fitted again in that form on the same bases "
+            f"and labels) on {cmp['metric']}, paired difference (positive: "
+            f"{' / '.join(forms)} better): {_differences(cmp)}. Head file per user: "
+            f"{sizes.get('configured', '?')} against {sizes.get('other', '?')}. {_shared(cmp)}")
+
+
+def _describe(head: Mapping[str, Any]) -> str:
+    rank = f" r={head['rank']}" if head.get("form") != "dense" else ""
+    return f"{head.get('form')}{rank} {head.get('dtype')}"

@@ -14,25 +14,31 @@ import pytest
 import yaml
 from training_fixtures import build_tiny_encoder
 
+from hydralm.artifacts import Registry
 from hydralm.cli import main
 from hydralm.evaluation import RESULT_SCHEMA
 from hydralm.evaluation.presets import preset
+from hydralm.scoring.bundle import bundle_head_configs
 
 pytestmark = pytest.mark.integration
 
-ROWS = ["zero_shot", "icl_random", "rag_bm25", "hydra_reranker", "hydra_adapter", "hydra",
+RESIDUAL = "residual4_bf16"
+ROWS = ["zero_shot", "icl_random", "rag_bm25", "hydra_reranker", f"hydra_reranker_{RESIDUAL}",
+        "hydra_adapter", f"hydra_adapter_{RESIDUAL}", "hydra", f"hydra_{RESIDUAL}",
         "history_knn", "oracle_best_of_8"]
 
 
 def _quick_config(tmp_path) -> str:
     """The `--quick` preset of synth-tag with both bases on the tiny encoder and smaller label
-    sets (N=8 candidates kept: the oracle row is best-of-8)."""
+    sets (N=8 candidates kept: the oracle row is best-of-8), and the test users' heads also
+    fitted as residual heads (`compare_head`: the head form's fit and scoring under Ray)."""
     doc = preset("synth-tag", quick=True)
     encoder = str(build_tiny_encoder(tmp_path / "tiny-encoder"))
     for kind in ("reranker", "adapter"):
         doc[kind] = {"encoder_path": encoder, "max_length": 64}
     doc["labels"] = {**doc["labels"], "k_retrieve": 4, "k_prompt": 2,
                      "pseudo_queries_per_user": 1, "similar_per_pseudo": 2}
+    doc["compare_head"] = {"form": "residual", "rank": 4, "dtype": "bfloat16"}
     path = tmp_path / "eval-quick-tiny.yaml"
     path.write_text(yaml.safe_dump(doc), encoding="utf-8")
     return str(path)
@@ -63,6 +69,18 @@ def test_quick_eval_writes_the_table_and_a_rerun_costs_no_generator_call(
         first["methods"]["hydra"]["accuracy"]["mean"]
     table = (tmp_path / "results" / "quality_synth_synth-tag.md").read_text()
     assert "| hydra |" in table and "| oracle_best_of_8 |" in table
+    # The residual variant: the test users' heads refitted as residual heads on the same bases
+    # (their own registry), smaller files, every HYDRA method run with them on the same queries.
+    cmp = first["head_comparison"]
+    assert cmp["tag"] == RESIDUAL and cmp["queries"] == 12
+    assert set(cmp["differences"]) == {"hydra_reranker", "hydra_adapter", "hydra"}
+    sizes = cmp["bytes_per_user"]
+    for kind in ("reranker", "adapter"):
+        assert 0 < sizes["other"][kind] < sizes["configured"][kind]
+    variant = Registry(str(tmp_path / "work" / "seed-0" / f"registry-{RESIDUAL}"))
+    assert len(variant.list_users("adapter")) == 6 and variant.list_users("reranker")
+    assert bundle_head_configs(variant, variant.base_version())["adapter"].form == "residual"
+    assert "Head form: dense float32 against residual r=4 bfloat16" in table
     png = (tmp_path / "results" / "quality_synth_synth-tag.png").read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
 

@@ -20,7 +20,7 @@ from hydralm.evaluation import (
     bootstrap,
     build_result,
     markdown_table,
-    merge_precision_run,
+    merge_variant_run,
     precision_comparison,
     run_queries,
 )
@@ -59,7 +59,7 @@ def _run(scorer: PairScorer, methods: list[str]):
 def test_the_other_precisions_answers_become_rows_beside_each_hydra_method():
     ours = _run(Prefers("sci-fi", 0.9), ["zero_shot", *HYDRA])
     theirs = _run(Prefers("comedy", 0.6), HYDRA)
-    shared = merge_precision_run(ours, theirs, "fp32")
+    shared = merge_variant_run(ours, theirs, "fp32")
     first = ours[0]
     assert {"hydra_fp32", "hydra_adapter_fp32", "hydra_reranker_fp32"} <= set(first.answers)
     assert "zero_shot_fp32" not in first.answers
@@ -73,7 +73,7 @@ def test_the_other_precisions_answers_become_rows_beside_each_hydra_method():
 def test_runs_out_of_step_are_refused():
     ours, theirs = _run(Prefers("sci-fi", 0.9), HYDRA), _run(Prefers("comedy", 0.6), HYDRA)
     with pytest.raises(ValueError, match="out of step"):
-        merge_precision_run(ours, theirs[::-1], "fp32")
+        merge_variant_run(ours, theirs[::-1], "fp32")
 
 
 @pytest.mark.parametrize("task, ours, theirs, sign", [
@@ -158,7 +158,7 @@ def test_summary_rows_sit_beside_their_method_and_the_comparison_is_paired():
                bootstrap={"resamples": 50})
     ours, theirs = _run(Prefers("sci-fi", 0.9), ["rag_bm25", "hydra"]), _run(
         Prefers("comedy", 0.6), ["hydra"])
-    shared = merge_precision_run(ours, theirs, "fp32")
+    shared = merge_variant_run(ours, theirs, "fp32")
     ours = [dataclasses.replace(o, gold=g) for o, g in zip(ours, ["sci-fi", "comedy", "sci-fi"],
                                                             strict=True)]
     run = SeedRun(0, {"train": 12, "test": 6}, ours,

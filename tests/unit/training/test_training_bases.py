@@ -8,9 +8,16 @@ import torch
 
 from hydralm.artifacts import Registry
 from hydralm.errors import NotFoundError
-from hydralm.model import BaseEncoder, HeadBank, ModelConfig
-from hydralm.scoring.bundle import load_bundle_encoders
-from training.bases import TrainedModel, bundle_config, load_kind_base, publish_models
+from hydralm.model import BaseEncoder, HeadBank, HeadConfig, HeadFitConfig, ModelConfig
+from hydralm.scoring.bundle import bundle_head_configs, load_bundle_encoders
+from training.bases import (
+    TrainedModel,
+    bundle_config,
+    load_kind_base,
+    publish_models,
+    republish_with_head,
+)
+from training.fit_heads import embeddings_table, fit_user_heads
 
 
 def _trained(kind: str, encoder_dir, users: list[str], seed: int) -> TrainedModel:
@@ -72,3 +79,46 @@ def test_heads_left_on_an_older_base_are_not_carried_over(tmp_path, tiny_encoder
     entry = registry.head_index("reranker")["new"]
     assert entry.base_version != third                      # still stale: refit, not carried
     assert registry.load_head("reranker", "a") is not None
+
+
+_RESIDUAL = HeadConfig(form="residual", rank=4, dtype="bfloat16")
+
+
+def _dense(kind: str, encoder_dir, seed: int) -> TrainedModel:
+    config = ModelConfig(encoder_path=str(encoder_dir), max_length=16)
+    encoder = BaseEncoder.from_config(config)
+    bank = HeadBank(3, encoder.dim, generator=torch.Generator().manual_seed(seed))
+    return TrainedModel(kind, encoder.state_dict(), config,
+                        {"t1": bank.extract(0), "t2": bank.extract(1)}, bank.extract(2),
+                        {"run": f"{kind}-run"})
+
+
+def test_the_bases_are_republished_in_the_other_form_and_new_users_fit_there(tmp_path,
+                                                                             tiny_encoder):
+    source = Registry(str(tmp_path / "dense"))
+    trained = [_dense("reranker", tiny_encoder, 1), _dense("adapter", tiny_encoder, 2)]
+    publish_models(source, trained)
+    target = Registry(str(tmp_path / "residual"))
+    version = republish_with_head(source, target, _RESIDUAL)
+
+    forms = bundle_head_configs(target, version)
+    assert forms == {"reranker": _RESIDUAL, "adapter": _RESIDUAL}
+    assert target.list_users("reranker") == [] == target.list_users("adapter")
+    src, dst = source.load_base()[0], target.load_base()[0]
+    assert src.keys() == dst.keys() and all(torch.equal(src[k], dst[k]) for k in src)
+    for model in trained:
+        assert torch.equal(target.load_global_head(model.kind).w1, model.global_head.w1)
+        assert bundle_config(target)["kinds"][model.kind]["info"] == {"run": f"{model.kind}-run"}
+        assert bundle_config(target)["kinds"][model.kind]["dim"] == model.global_head.dim
+    # a re-run leaves the variant registry (and the heads fitted in it) as it is
+    global_head = target.load_global_head("adapter")
+    x = torch.randn(8, global_head.dim, generator=torch.Generator().manual_seed(0))
+    table = embeddings_table(["new"] * 8, [0, 1] * 4, x.numpy())
+    heads = fit_user_heads(table, ["new"], HeadFitConfig(epochs=2, batch_size=4),
+                           max_users_per_fit=4, init=global_head, head=_RESIDUAL,
+                           shared=global_head.w1)
+    target.save_heads("adapter", heads, version)
+    assert republish_with_head(source, target, _RESIDUAL) == version
+    assert target.list_users("adapter") == ["new"]
+    # another form is another publish
+    assert republish_with_head(source, target, HeadConfig(form="dense", dtype="int8")) != version

@@ -1,0 +1,126 @@
+"""Dense against compact heads in one eval (`compare_head`): the dense job's bases and global heads
+republished with another head form (no user heads, the same weights), new users fitted there,
+the variant's rows beside each HYDRA method with paired differences, and the config and command
+line that ask for it. The Ray stages (fit_stage) run in `hydralm eval --compare-head`
+(docs/evaluation.md); here the parts without Ray."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+import pytest
+from test_eval_precision import HYDRA, Prefers, _run
+
+from hydralm.errors import ConfigError
+from hydralm.evaluation import (
+    RESULT_SCHEMA,
+    EvalConfig,
+    QueryScores,
+    bootstrap,
+    build_result,
+    head_comparison,
+    head_tag,
+    markdown_table,
+    merge_variant_run,
+)
+from hydralm.model import HeadConfig
+from hydralm.tasks import get_task
+
+RESIDUAL = HeadConfig(form="residual", rank=4, dtype="bfloat16")
+TASK = get_task("synth-tag")
+
+
+def test_head_tags_name_form_rank_and_storage():
+    assert head_tag(RESIDUAL) == "residual4_bf16"
+    assert head_tag(HeadConfig()) == "dense_fp32"
+    assert head_tag(HeadConfig(form="lowrank", rank=8, dtype="int8")) == "lowrank8_int8"
+
+
+def _cfg(**overrides) -> EvalConfig:
+    data = {"task": "synth-tag", "work_dir": "/tmp/hydralm-eval-test",
+            "data": {"synth": {"users": 20, "queries_per_user": 2, "items_per_user": 10}},
+            "users": {"train": 12, "test": 6}, **overrides}
+    return EvalConfig.from_dict(data)
+
+
+def test_the_variant_job_shares_the_work_dir_and_has_its_own_registry():
+    cfg = _cfg(compare_head=RESIDUAL.model_dump())
+    job, variant = cfg.job(1), cfg.job(1, cfg.compare_head)
+    assert variant.paths.work_dir == job.paths.work_dir
+    assert variant.paths.registry == job.paths.work_dir + "/registry-residual4_bf16"
+    assert variant.reranker.head == variant.adapter.head == RESIDUAL
+    assert job.adapter.head == HeadConfig()
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"compare_head": {"form": "dense"}}, "is the head both models already have"),
+    ({"compare_head": {"form": "residual"}, "methods": ["zero_shot"]}, "needs a HYDRA"),
+    ({"compare_head": {"form": "square"}}, "compare_head"),
+])
+def test_bad_head_comparisons_are_config_errors(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        _cfg(**overrides)
+
+
+def test_the_command_line_asks_for_the_comparison():
+    from training.eval_cmd import build_config, register
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    cfg = build_config(parser.parse_args(["eval", "--quick", "--compare-head",
+                                          "residual:8:int8"]))
+    assert cfg.compare_head == HeadConfig(form="residual", rank=8, dtype="int8")
+    assert build_config(parser.parse_args(["eval", "--quick", "--compare-head", "lowrank"])
+                        ).compare_head == HeadConfig(form="lowrank")
+    with pytest.raises(SystemExit):
+        parser.parse_args(["eval", "--compare-head", "residual:eight"])
+
+
+def test_summary_rows_sit_beside_their_method_with_sizes_and_paired_differences():
+    from training.eval_run import SeedRun, summarize
+
+    cfg = _cfg(compare_head=RESIDUAL.model_dump(), methods=["rag_bm25", *HYDRA],
+               bootstrap={"resamples": 50})
+    ours, theirs = _run(Prefers("sci-fi", 0.9), ["rag_bm25", *HYDRA]), _run(
+        Prefers("comedy", 0.6), HYDRA)
+    shared = merge_variant_run(ours, theirs, "residual4_bf16")
+    ours = [dataclasses.replace(o, gold=g) for o, g in zip(ours, ["sci-fi", "comedy", "sci-fi"],
+                                                            strict=True)]
+    sizes = {"configured": {"reranker": 590_000, "adapter": 590_000},
+             "other": {"reranker": 8_000, "adapter": 8_000}}
+    run = SeedRun(0, {"train": 12, "test": 6}, ours,
+                  {"precision": "bf16",
+                   "compare_head": {"tag": "residual4_bf16", **shared, "bytes_per_user": sizes}})
+    doc = summarize(cfg, [run], generator="g")
+    assert list(doc["methods"]) == [
+        "rag_bm25", "hydra_reranker", "hydra_reranker_residual4_bf16", "hydra_adapter",
+        "hydra_adapter_residual4_bf16", "hydra", "hydra_residual4_bf16", "history_knn",
+        "oracle_best_of_8"]
+    cmp = doc["head_comparison"]
+    assert cmp["tag"] == "residual4_bf16" and cmp["bytes_per_user"] == sizes
+    assert cmp["heads"]["adapter"]["form"] == "dense" and cmp["other"]["rank"] == 4
+    # hydra (sci-fi) right on 2 of 3, the residual run (comedy) on 1 of 3
+    assert cmp["differences"]["hydra"]["mean"] == pytest.approx(1 / 3)
+    assert cmp["same_candidates"] == 3
+    jsonschema = pytest.importorskip("jsonschema")
+    jsonschema.validate(doc, RESULT_SCHEMA)
+    table = markdown_table(doc)
+    assert "| hydra_residual4_bf16 |" in table
+    assert "Head form: dense float32 against residual r=4 bfloat16" in table
+    assert "hydra +0.333 [" in table and "adapter 8,000 B" in table
+
+
+def test_a_worse_variant_gives_a_positive_difference_on_a_lower_is_better_metric():
+    task = get_task("synth-rate")
+    golds = ["1", "2", "3"]
+    scores = {"hydra": [QueryScores(task, ["1", "2", "3"], golds)],
+              "hydra_residual4_bf16": [QueryScores(task, ["3", "3", "3"], golds)]}
+    cmp = head_comparison(scores, ["hydra"], heads={"adapter": HeadConfig().model_dump()},
+                          other=RESIDUAL, bytes_per_user={}, metric="mae",
+                          higher_is_better=False, resamples=50)
+    assert cmp["differences"]["hydra"]["mean"] > 0
+    doc = build_result(dataset="synth", task=task, generator="g", users={"train": 1, "test": 1},
+                       seeds=[0], methods={m: bootstrap(s, resamples=50)
+                                           for m, s in scores.items()}, head_comparison=cmp)
+    assert doc["head_comparison"]["tag"] == "residual4_bf16"
