@@ -97,6 +97,9 @@ class GeneratorClient:
         self.breaker = CircuitBreaker(config.breaker)
         self._rng = rng or random.Random()
         self._seeded: OrderedDict[str, Samples] = OrderedDict()  # seed memo, least recent first
+        # with a cache: the requests being answered now, by cache key (identical concurrent
+        # requests share one answer, so the cache never holds one while a caller used another)
+        self._inflight: dict[str, asyncio.Future[Samples]] = {}
         self._headers = self._auth_headers()
         # httpx clients and semaphores belong to one event loop; made on first use in each loop.
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -145,24 +148,57 @@ class GeneratorClient:
     async def sample(self, req: Request, *, seed: int | None = None) -> Samples:
         """The samples of one request with their finish reasons and token counts. From the
         response cache (texts only: finish reason `stop`, no tokens spent) when it has them; with
-        a `seed`, from the seed memo when this seeded request was answered before."""
+        a `seed`, from the seed memo when this seeded request was answered before. With a cache,
+        a request identical to one being answered now waits for that answer and gets it too."""
         payload = cache_payload(req, model=self.config.model,
                                 default_max_tokens=self.config.max_tokens)
         memo_key = None if seed is None else cache_key({**payload, "seed": seed})
         if memo_key is not None and memo_key in self._seeded:
             self._seeded.move_to_end(memo_key)
             return self._seeded[memo_key]
-        if self.cache is not None:
-            cached = await asyncio.to_thread(self.cache.get, payload)
-            if cached is not None:
-                return Samples(texts=cached, finish_reasons=["stop"] * len(cached))
-        samples = await self._sample(req)
-        if self.cache is not None:
-            await asyncio.to_thread(self.cache.put, payload, samples.texts)
+        if self.cache is None:
+            samples = await self._sample(req)
+        else:
+            samples = await self._single_flight(req, payload)
         if memo_key is not None and self.config.seed_memo_size:
             self._seeded[memo_key] = samples
             while len(self._seeded) > self.config.seed_memo_size:
                 self._seeded.popitem(last=False)
+        return samples
+
+    async def _single_flight(self, req: Request, payload: dict[str, Any]) -> Samples:
+        """From the cache, else from the server and into the cache; one of each at a time per
+        cache key."""
+        key = cache_key(payload)
+        pending = self._inflight.get(key)
+        if pending is not None:
+            try:
+                return await asyncio.shield(pending)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if pending.cancelled() and task is not None and not task.cancelling():
+                    return await self._single_flight(req, payload)  # its caller was cancelled
+                raise
+        future: asyncio.Future[Samples] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            assert self.cache is not None
+            cached = await asyncio.to_thread(self.cache.get, payload)
+            if cached is not None:
+                samples = Samples(texts=cached, finish_reasons=["stop"] * len(cached))
+            else:
+                samples = await self._sample(req)
+                await asyncio.to_thread(self.cache.put, payload, samples.texts)
+        except asyncio.CancelledError:
+            future.cancel()             # waiters that were not cancelled ask again
+            raise
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()          # retrieved: there may be no other waiter
+            raise
+        finally:
+            self._inflight.pop(key, None)
+        future.set_result(samples)
         return samples
 
     async def chat_stream(self, messages: Sequence[Mapping[str, Any]], *,

@@ -180,6 +180,22 @@ def test_cache_hit_makes_no_call_and_returns_identical_samples(server, make_clie
     assert server.count == 3
 
 
+def test_identical_concurrent_requests_share_one_answer_with_a_cache(server, make_client,
+                                                                     tmp_path):
+    """Two methods asking the same sampled prompt at once must see the same samples the cache
+    keeps (else a re-run, answered by the cache, would differ from the first run)."""
+    server.script(Action.slow(0.3), Action.ok())
+    client = make_client(cache=str(tmp_path))
+    sampled = ChatRequest(messages=HELLO, n=4, temperature=1.0)
+    first, second, other = client.run_many([sampled, sampled, ChatRequest(messages=HELLO)])
+    assert first == second and server.count == 2          # one call for the two identical ones
+    assert client.run_many([sampled]) == [first]          # and the cache holds that answer
+    # without a cache, identical requests are independent samples
+    uncached = make_client()
+    uncached.run_many([sampled, sampled])
+    assert server.count == 4
+
+
 def test_injected_cache_is_used(server, make_client, tmp_path):
     cache = ResponseCache(tmp_path)
     client = GeneratorClient(make_client().config, cache=cache)
