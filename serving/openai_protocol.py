@@ -257,9 +257,11 @@ class HydraInfo(BaseModel):
 
     user: str
     method: str
-    head: Literal["user", "global", "none"] = Field(
-        ..., description="user: the user's own heads served; global: the user has none (unseen "
-                         "user) and the global heads served; none: the method used no head.")
+    head: Literal["user", "zero_fit", "global", "none"] = Field(
+        ..., description="user: the user's own heads served; zero_fit: the user has history and "
+                         "no head yet, and zero-fit heads (training users' heads mixed by the "
+                         "history) served; global: the global heads served (an unseen user); "
+                         "none: the method used no head.")
     heads: dict[str, str] = Field(default_factory=dict, description="Head per model kind.")
     prompt_item_ids: list[str] = Field(default_factory=list)
     adapter_scores: list[float] = Field(default_factory=list)

@@ -215,7 +215,7 @@ class PersonalizeResponse(BaseModel):
     user: str
     method: str
     answer: str
-    head: Literal["user", "global", "none"]
+    head: Literal["user", "zero_fit", "global", "none"]
     heads: dict[str, str]
     retrieved_ids: list[str]
     rerank_scores: list[float]
@@ -230,7 +230,7 @@ class PersonalizeResponse(BaseModel):
 
 class RerankResponse(BaseModel):
     user: str
-    head: Literal["user", "global"]
+    head: Literal["user", "zero_fit", "global"]
     scores: list[float] = Field(..., description="One per item, in request order.")
     ranking: list[int] = Field(..., description="Item indices, best first.")
     item_ids: list[str]
@@ -238,7 +238,7 @@ class RerankResponse(BaseModel):
 
 class ScoreResponse(BaseModel):
     user: str
-    head: Literal["user", "global"]
+    head: Literal["user", "zero_fit", "global"]
     scores: list[float] = Field(..., description="One per candidate, in request order.")
     best: int = Field(..., description="Index of the best-scoring candidate.")
 

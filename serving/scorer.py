@@ -28,7 +28,7 @@ from ray.serve.exceptions import ReplicaUnavailableError
 from ray.serve.handle import DeploymentHandle
 
 from hydralm.artifacts import Registry
-from hydralm.pipeline.interfaces import ModelKind, PairScorer, PairScores
+from hydralm.pipeline.interfaces import HeadChoice, ModelKind, PairScorer, PairScores, Profile
 from hydralm.scoring import BatchScorer, PairGroup, RetryPolicy, user_bucket
 from serving.scorer_config import ScorerArgs
 from serving.scorer_metrics import ScorerMetrics
@@ -107,9 +107,11 @@ class Scorer:
         return hold_bucket
 
     async def score(self, kind: ModelKind, user_id: str, firsts: list[str],
-                    seconds: list[str]) -> PairScores:
-        """Scores of the pairs with the user's head (the global head for an unseen user)."""
-        group = PairGroup.of(kind, user_id, firsts, seconds)
+                    seconds: list[str], *, profile: Profile | None = None,
+                    prefer: HeadChoice = "user") -> PairScores:
+        """Scores of the pairs with the user's head (for a user without one: the zero-fit head
+        of their history `profile`, else the global head)."""
+        group = PairGroup.of(kind, user_id, firsts, seconds, profile, prefer)
         bucket = serve.get_multiplexed_model_id()
         expected = user_bucket(user_id, self.args.num_buckets)
         if bucket != expected:
@@ -169,14 +171,16 @@ class RemotePairScorer(PairScorer):
         self.handle, self.num_buckets = handle, num_buckets
 
     async def score(self, kind: ModelKind, user_id: str, firsts: list[str],
-                    seconds: list[str]) -> PairScores:
+                    seconds: list[str], *, profile: Profile | None = None,
+                    prefer: HeadChoice = "user") -> PairScores:
         bucket = user_bucket(user_id, self.num_buckets)
         routed = self.handle.options(multiplexed_model_id=bucket)
+        args = (kind, user_id, list(firsts), list(seconds))
         try:
-            return await routed.score.remote(kind, user_id, list(firsts), list(seconds))
+            return await routed.score.remote(*args, profile=profile, prefer=prefer)
         except (RayActorError, ReplicaUnavailableError) as exc:
             log.warning("scorer replica lost mid-call (%s); retrying once", type(exc).__name__)
-            return await routed.score.remote(kind, user_id, list(firsts), list(seconds))
+            return await routed.score.remote(*args, profile=profile, prefer=prefer)
 
 
 def build_scorer(args: ScorerArgs | dict[str, Any]) -> serve.Application:

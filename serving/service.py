@@ -61,10 +61,15 @@ class Answer:
 
 
 def head_summary(heads: dict[str, str]) -> str:
-    """One word for the response: global if any model fell back to the global head."""
+    """One word for the response: global if any model fell back to the global head, else
+    zero_fit if any was served by a zero-fit head (the user has history and no head yet), else
+    user."""
     if not heads:
         return "none"
-    return "global" if "global" in heads.values() else "user"
+    for head in ("global", "zero_fit"):
+        if head in heads.values():
+            return head
+    return "user"
 
 
 class HydraService:

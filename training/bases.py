@@ -33,10 +33,16 @@ from hydralm.model import (
     ModelConfig,
     shared_digest,
 )
-from hydralm.scoring.bundle import BUNDLE_FORMAT, load_bundle_encoders
+from hydralm.model.zero_fit import Router
+from hydralm.scoring.bundle import (
+    BUNDLE_FORMAT,
+    bundle_document,
+    bundle_router,
+    load_bundle_encoders,
+)
 
-__all__ = ["BUNDLE_FORMAT", "TrainedModel", "bundle_config", "load_kind_base", "publish_models",
-           "republish_with_head"]
+__all__ = ["BUNDLE_FORMAT", "TrainedModel", "add_router", "bundle_config", "load_kind_base",
+           "publish_models", "republish_with_head"]
 
 log = logging.getLogger(__name__)
 
@@ -104,9 +110,11 @@ def _check_residual(model: TrainedModel) -> None:
                             f"head's w1 {digest[:12]} as their shared first layer")
 
 
-def publish_models(registry: Registry, trained: Sequence[TrainedModel]) -> str:
-    """Publish a bundle with the trained kinds (and the other kind carried over); save every
-    head with the new version. Returns the new base version."""
+def publish_models(registry: Registry, trained: Sequence[TrainedModel],
+                   router: Router | None = None) -> str:
+    """Publish a bundle with the trained kinds (and the other kind carried over, with the
+    current bundle's zero-fit router unless `router` replaces it); save every head with the new
+    version. Returns the new base version."""
     models = {t.kind: t for t in trained}
     if registry.base_version() is not None and len(models) < len(KINDS):
         state, config = registry.load_base()
@@ -118,6 +126,8 @@ def publish_models(registry: Registry, trained: Sequence[TrainedModel]) -> str:
                 old = _carried_over(registry, kind, state, config)
                 if old is not None:
                     models[kind] = old
+        if router is None:
+            router = bundle_router(state, config)
     for model in models.values():
         _check_residual(model)
     bundle: dict[str, Tensor] = {}
@@ -128,7 +138,7 @@ def publish_models(registry: Registry, trained: Sequence[TrainedModel]) -> str:
                else model.global_head.dim if model.global_head is not None else None)
         kinds[kind] = {"model": model.model.model_dump(mode="json"), "dim": dim,
                        "info": dict(model.info)}
-    version = registry.publish_base(bundle, {"format": BUNDLE_FORMAT, "kinds": kinds})
+    version = registry.publish_base(*bundle_document(bundle, kinds, router))
     for kind, model in sorted(models.items()):
         if model.heads:
             registry.save_heads(kind, dict(model.heads), version)
@@ -137,6 +147,17 @@ def publish_models(registry: Registry, trained: Sequence[TrainedModel]) -> str:
         log.info("published %s: %d heads%s on base %s", kind, len(model.heads),
                  " + global head" if model.global_head is not None else "", version)
     return version
+
+
+def add_router(registry: Registry, router: Router) -> str:
+    """Publish the current bases again with `router` (every kind and head carried over, the
+    same weights); returns the new base version."""
+    state, config = registry.load_base()
+    if config.get("format") != BUNDLE_FORMAT:
+        raise ArtifactError(f"the registry's current base is not a {BUNDLE_FORMAT} bundle "
+                            f"(format {config.get('format')!r})")
+    models = [m for m in (_carried_over(registry, kind, state, config) for kind in KINDS) if m]
+    return publish_models(registry, models, router)
 
 
 def republish_with_head(source: Registry, target: Registry, head: HeadConfig) -> str:

@@ -141,11 +141,13 @@ async def _choose_guard(cfg: EvalConfig, personalizer: Personalizer, dataset: Da
 def _scorer(job: JobConfig, methods: list[str],
             precision: str | None = None) -> LocalPairScorer | None:
     """The trained models in this process, when a HYDRA method is evaluated (in `precision`,
-    default the job's)."""
+    default the job's). Each scoring call runs in its own forward pass (no coalescing across
+    concurrent queries): a bf16 score moves by about 1e-3 with the other rows of its pass (their
+    padding), and a re-run must pick the same candidates and write the same table."""
     if not any(needs_scorer(m) for m in methods):
         return None
     scorer = LocalPairScorer(Registry(job.paths.registry),
-                             precision=precision or job.fit.precision)
+                             precision=precision or job.fit.precision, coalesce=False)
     scorer.load()
     return scorer
 
@@ -249,7 +251,10 @@ def evaluate_seed(cfg: EvalConfig, job: JobConfig, seed: int, *, base_url: str,
     stats = {"queries": len(queries), "generator_calls": client.stats.calls,
              "cache_hits": hits, "seconds": round(time.monotonic() - start, 1),
              "precision": scorer.precision if scorer is not None else None,
-             "user_heads": _user_head_share(outcomes),
+             # 1.0 when every test user's heads were fitted / every zero-fit head found training
+             # users with similar histories (the rest: the global head)
+             "user_heads": _head_share(outcomes, "user", zero_fit=False),
+             "zero_fit_heads": _head_share(outcomes, "zero_fit", zero_fit=True),
              "selection": selection_diagnostics(task, outcomes),
              "guard": guard, "fallbacks": fallback_rates(outcomes),
              **({"compare_precision": compared} if compared else {})}
@@ -262,14 +267,16 @@ def evaluate_seed(cfg: EvalConfig, job: JobConfig, seed: int, *, base_url: str,
     return SeedRun(seed, {"train": len(split.train), "test": len(split.test)}, outcomes, stats)
 
 
-def _user_head_share(outcomes: list[QueryOutcome]) -> dict[str, float]:
-    """Per HYDRA model, the share of its uses served by the test user's own head (the rest by
-    the global head): 1.0 when every test user's heads were fitted."""
+def _head_share(outcomes: list[QueryOutcome], head: str, *, zero_fit: bool) -> dict[str, float]:
+    """Per HYDRA model, the share of its uses served by `head`, over the hydra_zero_fit rows
+    (`zero_fit`) or over the other HYDRA rows."""
     uses: dict[str, list[bool]] = {}
     for outcome in outcomes:
-        for heads in outcome.heads.values():
-            for model, head in heads.items():
-                uses.setdefault(model, []).append(head == "user")
+        for method, heads in outcome.heads.items():
+            if (method == "hydra_zero_fit") != zero_fit:
+                continue
+            for model, served in heads.items():
+                uses.setdefault(model, []).append(served == head)
     return {model: sum(flags) / len(flags) for model, flags in sorted(uses.items())}
 
 
@@ -279,12 +286,13 @@ def _write_predictions(uri: str, outcomes: list[QueryOutcome]) -> None:
 
 
 def _rows(cfg: EvalConfig) -> list[str]:
-    """Table order: the methods, each HYDRA one followed by its other-precision and other-head
-    rows, then the reference rows."""
+    """Table order: the methods, each one with fitted heads followed by its other-precision and
+    other-head rows, then the reference rows."""
     tags = [t for t in (cfg.compare_precision,
                         head_tag(cfg.compare_head) if cfg.compare_head else None) if t]
+    compared = compared_methods(cfg.methods)
     rows = [row for m in cfg.methods for row in (
-        [m, *(variant_row(m, t) for t in tags)] if needs_scorer(m) else [m])]
+        [m, *(variant_row(m, t) for t in tags)] if m in compared else [m])]
     rows.append(HISTORY_KNN)
     if "hydra" in cfg.methods:
         rows.append(oracle_name(cfg.labels.n_candidates))

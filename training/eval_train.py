@@ -19,6 +19,7 @@ from hydralm.data.fs import join_uri
 from hydralm.jobconfig import JobConfig
 from training.bases import bundle_config, republish_with_head
 from training.label_store import read_manifest
+from training.routing import ensure_router
 from training.stages import KINDS, STAGES, fit_stage, labels_stage, plan_label_runs, train_stage
 from training.train_job import run_name
 from training.users import prepare_users
@@ -49,6 +50,7 @@ def train_seed(job: JobConfig, *, base_url: str, progress: bool = True,
             trained[kind] = {"model": kind, "run": published, "skipped": True}
         else:
             trained[kind] = train_stage(job, [kind], progress=progress)["models"][0]
+    ensure_router(job, split.train)     # bases trained before zero-fit heads existed get one
     fitted = fit_stage(job, KINDS, progress=progress)
     summary.update(generator_calls=sum(s["generator_calls"] for s in labels), labels=labels,
                    train=trained, fit=fitted, seconds=round(time.monotonic() - start, 1))

@@ -45,7 +45,8 @@ class PerUserBatching:
                                     max_concurrent_batches=4, batch_size_fn=_pairs_in)(
             self._run)
 
-    async def score(self, kind, user_id, firsts, seconds):
+    async def score(self, kind, user_id, firsts, seconds, *, profile=None,
+                    prefer="user"):
         await self._hold(serve.get_multiplexed_model_id())
         outcome = await self._batched(PairGroup.of(kind, user_id, firsts, seconds))
         if isinstance(outcome, Exception):
@@ -93,7 +94,8 @@ class PerUserModel:
                  else self.registry.load_global_head(k) for k in kinds}
         return {k: (encoders[k], heads[k]) for k in kinds}
 
-    async def score(self, kind, user_id, firsts, seconds):
+    async def score(self, kind, user_id, firsts, seconds, *, profile=None,
+                    prefer="user"):
         model = await self._model(serve.get_multiplexed_model_id())
         return await self._batched((model, kind, list(firsts), list(seconds)))
 

@@ -37,7 +37,7 @@ _ESTIMATE = {"type": "object", "required": ["mean", "ci_low", "ci_high"],
 # HYDRA rows may carry a variant's suffix: a precision (_fp32) and/or a head form (_residual8_bf16)
 _METHOD_NAMES = ("^(zero_shot|icl_random|rag_bm25|(hydra_reranker|hydra_adapter|hydra)"
                  "(_bf16|_fp32)?(_(dense|lowrank[0-9]+|residual[0-9]+)_(fp32|bf16|int8))?"
-                 "|history_knn|oracle_best_of_[0-9]+)$")
+                 "|hydra_zero_fit|history_knn|oracle_best_of_[0-9]+)$")
 
 RESULT_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 # The paper's comparison, in table order: three prompt-only methods, then HYDRA's ablations.
 LLM_METHODS: tuple[str, ...] = ("zero_shot", "icl_random", "rag_bm25", "hydra_reranker",
-                                "hydra_adapter", "hydra")
+                                "hydra_adapter", "hydra", "hydra_zero_fit")
 HISTORY_KNN = "history_knn"
 
 
@@ -63,8 +63,8 @@ class EvalQuery:
 class QueryOutcome:
     """What every method answered to one query: `answers` are parsed (None: unparseable),
     `raw` the generator's text, `candidates` the N samples HYDRA's adapter chose among and
-    `adapter_scores` its scores of them, `heads` which head ("user" or "global") served each
-    model of each HYDRA method, `selections` how each adapter method picked ("adapter", or
+    `adapter_scores` its scores of them, `heads` which head ("user", "zero_fit" or "global")
+    served each model of each HYDRA method, `selections` how each adapter method picked ("adapter", or
     "fallback" when the selection guard replaced a collapsed pick)."""
 
     user_id: str

@@ -48,8 +48,9 @@ def head_tag(head: HeadConfig) -> str:
 
 
 def compared_methods(methods: Sequence[str]) -> list[str]:
-    """The methods a variant changes: those that use a trained head."""
-    return [m for m in methods if needs_scorer(m)]
+    """The methods a variant changes: those that use the test users' fitted heads (not
+    hydra_zero_fit, which mixes the training users' heads instead)."""
+    return [m for m in methods if needs_scorer(m) and m != "hydra_zero_fit"]
 
 
 def merge_variant_run(outcomes: Sequence[QueryOutcome], other: Sequence[QueryOutcome],

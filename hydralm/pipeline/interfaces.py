@@ -11,9 +11,18 @@ from typing import Literal, Protocol
 
 from hydralm.generator.protocol import Samples, SamplingOptions
 
-__all__ = ["Generator", "HistoryStore", "ModelKind", "PairScorer", "PairScores"]
+__all__ = ["Generator", "HeadChoice", "HeadKind", "HistoryStore", "ModelKind", "PairScorer",
+           "PairScores", "Profile"]
 
 ModelKind = Literal["reranker", "adapter"]
+# which head scored: the user's own, a zero-fit mixture of training users' heads chosen by the
+# user's history (hydralm/model/zero_fit.py), or the global head
+HeadKind = Literal["user", "zero_fit", "global"]
+# what the caller asks for: the user's head when they have one (else zero-fit from `profile`, else
+# the global head), or the zero-fit head even for a user who has one (the eval's hydra_zero_fit)
+HeadChoice = Literal["user", "zero_fit"]
+# a user's history as hashed term counts (hydralm.model.zero_fit.history_profile)
+Profile = tuple[tuple[int, int], ...]
 
 
 @dataclass(frozen=True)
@@ -21,15 +30,17 @@ class PairScores:
     """Scores of (first, second) pairs for one user, and which head produced them."""
 
     scores: list[float]
-    head: Literal["user", "global"]
+    head: HeadKind
 
 
 class PairScorer(ABC):
-    """Scores pairs with the shared base and a user's head (the global head for unseen users)."""
+    """Scores pairs with the shared base and a user's head (for a user without one: a zero-fit
+    head from their history `profile`, else the global head)."""
 
     @abstractmethod
     async def score(self, kind: ModelKind, user_id: str, firsts: list[str],
-                    seconds: list[str]) -> PairScores:
+                    seconds: list[str], *, profile: Profile | None = None,
+                    prefer: HeadChoice = "user") -> PairScores:
         """Return one score in [0, 1] per pair (softmax[:, 1] of the head's logits)."""
 
 

@@ -4,6 +4,11 @@ retrieve (BM25 top-k of the user's own history) -> rerank (the user's reranker h
 `k_prompt`) -> prompt (the task's RAG prompt) -> generate (N samples) -> select (the user's adapter
 head scores prompt + candidate, the best wins). Each baseline of the paper is this pipeline with a
 different retrieval and selection: see METHODS.
+
+Every scorer call carries the user's history as hashed term counts (`history_profile`): a user
+without a fitted head is then scored by a zero-fit head from that history (hydralm/model/zero_fit.py)
+instead of the global head; `hydra_zero_fit` asks for the zero-fit head even when the user has
+their own (what the quality benchmark compares).
 """
 
 from __future__ import annotations
@@ -17,8 +22,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from hydralm.generator.protocol import Samples, SamplingOptions
+from hydralm.model.zero_fit import history_profile
 from hydralm.pipeline.candidates import CandidateSampling
-from hydralm.pipeline.interfaces import Generator, HistoryStore, PairScorer
+from hydralm.pipeline.interfaces import Generator, HeadChoice, HistoryStore, PairScorer, Profile
 from hydralm.pipeline.pairs import adapter_pairs, reranker_pairs
 from hydralm.pipeline.selection import SelectionGuard, select_candidate
 from hydralm.retrieval import bm25_top_k
@@ -37,6 +43,7 @@ class MethodSpec:
 
     retrieval: Retrieval
     selection: Selection
+    heads: HeadChoice = "user"
 
 
 METHODS: dict[str, MethodSpec] = {
@@ -46,6 +53,8 @@ METHODS: dict[str, MethodSpec] = {
     "hydra_reranker": MethodSpec("rerank", "greedy"),
     "hydra_adapter": MethodSpec("none", "adapter"),
     "hydra": MethodSpec("rerank", "adapter"),
+    # HYDRA with zero-fit heads: no fitted head, the training users' heads mixed by history
+    "hydra_zero_fit": MethodSpec("rerank", "adapter", heads="zero_fit"),
 }
 
 
@@ -100,7 +109,7 @@ class Personalizer:
         spec = _method(method)
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        prompt, items, retrieved_ids, rerank_scores, heads = await self._prompt(
+        prompt, items, retrieved_ids, rerank_scores, heads, profile = await self._prompt(
             spec, user_id, query_input, timings)
         t = time.perf_counter()
         messages = [{"role": "user", "content": prompt}]
@@ -120,7 +129,8 @@ class Personalizer:
         if spec.selection == "adapter" and len(candidates) > 1:
             t = time.perf_counter()
             scored = await self._require_scorer().score(
-                "adapter", user_id, *adapter_pairs(prompt, candidates))
+                "adapter", user_id, *adapter_pairs(prompt, candidates), profile=profile,
+                prefer=spec.heads)
             adapter_scores, heads["adapter"] = scored.scores, scored.head
             parse = self.task.parse if self.task.labels else None
             picked = select_candidate(candidates, adapter_scores, self.guard, parse=parse)
@@ -147,7 +157,7 @@ class Personalizer:
             raise ValueError(f"method {method!r} chooses among candidates; it cannot stream")
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        prompt, items, retrieved_ids, rerank_scores, heads = await self._prompt(
+        prompt, items, retrieved_ids, rerank_scores, heads, _ = await self._prompt(
             spec, user_id, query_input, timings)
         t = time.perf_counter()
         samples: Samples | None = None
@@ -170,17 +180,22 @@ class Personalizer:
 
     async def _prompt(self, spec: MethodSpec, user_id: str, query_input: str,
                       timings: dict[str, float]):
-        """(prompt, items in it, retrieved ids, rerank scores, heads) of one query."""
+        """(prompt, items in it, retrieved ids, rerank scores, heads, the history's profile for
+        the scorer) of one query."""
         # in a thread: a database read (PostgreSQL, possibly waiting out an outage) must not
         # block the event loop every other request of this replica runs on
-        profile = await asyncio.to_thread(self.history.get, user_id)
+        history = await asyncio.to_thread(self.history.get, user_id)
+        profile = (history_profile(self.task.item_text(item) for item in history)
+                   if history and (spec.retrieval == "rerank" or spec.selection == "adapter")
+                   else None)
         items, retrieved_ids, rerank_scores, heads = await self._select_items(
-            spec, user_id, query_input, profile, timings)
+            spec, user_id, query_input, history, profile, timings)
         prompt = self.task.rag_prompt(query_input, items) if items else query_input
-        return prompt, items, retrieved_ids, rerank_scores, heads
+        return prompt, items, retrieved_ids, rerank_scores, heads, profile
 
     async def _select_items(self, spec: MethodSpec, user_id: str, query_input: str,
-                            profile: list[dict], timings: dict[str, float]):
+                            profile: list[dict], terms: Profile | None,
+                            timings: dict[str, float]):
         heads: dict[str, str] = {}
         if spec.retrieval == "none" or not profile:
             return [], [], [], heads
@@ -198,7 +213,8 @@ class Personalizer:
             return retrieved[: self.k_prompt], ids, [], heads
         t = time.perf_counter()
         scored = await self._require_scorer().score(
-            "reranker", user_id, *reranker_pairs(self.task, query_input, retrieved))
+            "reranker", user_id, *reranker_pairs(self.task, query_input, retrieved),
+            profile=terms, prefer=spec.heads)
         heads["reranker"] = scored.head
         order = sorted(range(len(retrieved)), key=lambda i: (-scored.scores[i], i))
         timings["rerank_ms"] = _ms(t)

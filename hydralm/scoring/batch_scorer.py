@@ -9,6 +9,12 @@ timer). Passes run on one worker thread, so the event loop keeps taking requests
 The bases run in `precision` ('auto': bf16 where the device has native bf16, else fp32; see
 hydralm.model.precision); the heads always compute in fp32.
 
+A user without a head of their own who comes with a history `profile` (PairGroup.profile) is
+scored by a zero-fit head: the mixture of the training users' heads the base's router picks for
+that history (hydralm/model/zero_fit.py), their heads taken from the same cache; the global head
+serves when the base has no router or the history matches no training user. The outcome says
+which head served ("user", "zero_fit" or "global").
+
 Registry changes are picked up without a restart: at most every `poll_interval_s` the registry's
 cheap `manifest_version()` is read; on a change, the cached users of the index shards whose file
 changed are dropped (hydralm/scoring/registry_view.py), and
@@ -31,9 +37,10 @@ from dataclasses import asdict, dataclass
 from hydralm.errors import HydraError
 from hydralm.model import BaseEncoder, HeadState
 from hydralm.model.precision import Precision, resolve_precision
+from hydralm.model.zero_fit import Router
 from hydralm.pipeline.interfaces import ModelKind, PairScores
-from hydralm.scoring.forward import ForwardJob, score_jobs
-from hydralm.scoring.head_cache import CacheEvent, CacheStats, HeadCache, RetryPolicy
+from hydralm.scoring.forward import ForwardJob, MixtureHead, score_jobs
+from hydralm.scoring.head_cache import CacheEvent, CacheStats, HeadCache, ResolvedHead, RetryPolicy
 from hydralm.scoring.registry_view import KindSnapshot, RegistryView, StaleBaseError
 from hydralm.scoring.types import MODEL_KINDS, PairGroup, RowScore, ScoreRow
 
@@ -53,6 +60,7 @@ class _Served:
     encoders: dict[ModelKind, BaseEncoder]
     snapshots: dict[ModelKind, KindSnapshot]
     caches: dict[ModelKind, HeadCache[HeadState]]
+    router: Router | None = None          # the base's zero-fit router, if it has one
 
 
 @dataclass
@@ -125,12 +133,13 @@ class BatchScorer:
     def _build(self, snapshots: dict[ModelKind, KindSnapshot] | None = None) -> _Served:
         snapshots = snapshots or self.view.snapshots(self.kinds)
         version = snapshots[self.kinds[0]].base_version
-        encoders = self.view.load_encoders(self.kinds, version, self.device)
+        encoders, router = self.view.load_encoders(self.kinds, version, self.device)
         for encoder in encoders.values():
             encoder.set_precision(self.precision)
         caches = {kind: self._cache(kind, version) for kind in self.kinds}
-        log.info("serving base %s (%s)", version, ", ".join(self.kinds))
-        return _Served(version, encoders, snapshots, caches)
+        log.info("serving base %s (%s)%s", version, ", ".join(self.kinds),
+                 f", zero-fit heads over {len(router.users)} training users" if router else "")
+        return _Served(version, encoders, snapshots, caches, router)
 
     def _cache(self, kind: ModelKind, version: str) -> HeadCache[HeadState]:
         listener = self._on_cache_event
@@ -221,8 +230,7 @@ class BatchScorer:
 
     async def _score_kind(self, served: _Served, kind: ModelKind,
                           groups: list[PairGroup]) -> list[Outcome]:
-        cache = served.caches[kind]
-        resolved = await asyncio.gather(*(cache.get(g.user_id) for g in groups),
+        resolved = await asyncio.gather(*(self._head_for(served, kind, g) for g in groups),
                                         return_exceptions=True)
         for r in resolved:
             if isinstance(r, BaseException) and not isinstance(r, Exception):
@@ -235,6 +243,36 @@ class BatchScorer:
         for (i, r), s in zip(live, scores, strict=True):
             outcomes[i] = PairScores(scores=s, head=r.source)
         return outcomes
+
+    async def _head_for(self, served: _Served, kind: ModelKind,
+                        group: PairGroup) -> ResolvedHead:
+        """The user's own head; else (or with prefer="zero_fit") the zero-fit head of their
+        profile; else the global head."""
+        cache = served.caches[kind]
+        if group.prefer == "user":
+            resolved = await cache.get(group.user_id)
+            if resolved.source == "user" or not group.profile or served.router is None:
+                return resolved
+        mixture = await self._zero_fit(served, kind, group)
+        if mixture is None:
+            return ResolvedHead(await cache.get_global(), "global")
+        return ResolvedHead(mixture, "zero_fit")
+
+    async def _zero_fit(self, served: _Served, kind: ModelKind,
+                        group: PairGroup) -> MixtureHead | None:
+        """The mixture of training users' heads the router picks for the group's profile (the
+        user themself left out), over those whose own head loads; None when there is none."""
+        if served.router is None or not group.profile:
+            return None
+        weights = served.router.mixture(group.profile, exclude=group.user_id)
+        cache = served.caches[kind]
+        found = await asyncio.gather(*(cache.get(user) for user, _ in weights))
+        kept = [(r.head, w) for r, (_, w) in zip(found, weights, strict=True)
+                if r.source == "user"]
+        if not kept:
+            return None
+        total = sum(w for _, w in kept)
+        return MixtureHead(tuple(h for h, _ in kept), tuple(w / total for _, w in kept))
 
     async def score_rows(self, rows: Sequence[ScoreRow]) -> list[RowScore]:
         """Rows of many users and both kinds; raises the first error of any row's head."""

@@ -3,9 +3,13 @@
 The registry has one current base version, while the reranker and the adapter each have their own
 base. A published base is therefore a bundle: one state dict with each encoder's `BaseEncoder`
 weights under the prefix `<kind>.`, and the config
-`{"format": "hydralm-base-bundle/1", "kinds": {kind: {"model": ModelConfig, "dim": d, ...}}}`.
+`{"format": "hydralm-base-bundle/1", "kinds": {kind: {"model": ModelConfig, "dim": d, ...}},
+"zero_fit": {"users": [...], "k": k, "dim": D}}`.
 The ModelConfig's `head` says which head form (and storage dtype) the kind's heads have; a bundle
-written before head forms existed has none and means the dense head.
+written before head forms existed has none and means the dense head. `zero_fit` (optional: bundles
+published before it have none, and serve no zero-fit heads) is the router of zero-fit heads
+(hydralm/model/zero_fit.py): the training users' history vectors, whose tensors are stored under
+the prefix `zero_fit.`, beside the encoders.
 This is the format `training/bases.py` publishes; it is read here because serving (which must not
 import training) loads it too.
 """
@@ -24,17 +28,21 @@ from hydralm.artifacts import Registry
 from hydralm.artifacts.serialize import sha256
 from hydralm.errors import ArtifactError, NotFoundError
 from hydralm.model import BaseEncoder, HeadConfig, ModelConfig
+from hydralm.model.zero_fit import Router
 
-__all__ = ["BUNDLE_FORMAT", "bundle_head_configs", "load_bundle_encoders", "publish_bundle"]
+__all__ = ["BUNDLE_FORMAT", "ROUTER_PREFIX", "bundle_document", "bundle_head_configs",
+           "bundle_router", "load_bundle", "load_bundle_encoders", "publish_bundle"]
 
 log = logging.getLogger(__name__)
 
 BUNDLE_FORMAT = "hydralm-base-bundle/1"
+ROUTER_PREFIX = "zero_fit."
 
 
 def publish_bundle(registry: Registry, encoders: Mapping[str, tuple[BaseEncoder, ModelConfig]],
-                   ) -> str:
-    """Publish the encoders as the registry's current base (a bundle); returns its version.
+                   router: Router | None = None) -> str:
+    """Publish the encoders (and a zero-fit router) as the registry's current base (a bundle);
+    returns its version.
 
     Heads saved for an earlier base stop loading until saved again with the new version."""
     state: dict[str, Tensor] = {}
@@ -42,12 +50,42 @@ def publish_bundle(registry: Registry, encoders: Mapping[str, tuple[BaseEncoder,
     for kind, (encoder, config) in sorted(encoders.items()):
         state.update({f"{kind}.{k}": v for k, v in encoder.state_dict().items()})
         kinds[kind] = {"model": config.model_dump(mode="json"), "dim": encoder.dim}
-    return registry.publish_base(state, {"format": BUNDLE_FORMAT, "kinds": kinds})
+    return registry.publish_base(*bundle_document(state, kinds, router))
+
+
+def bundle_document(state: Mapping[str, Tensor], kinds: Mapping[str, Any],
+                    router: Router | None) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """The bundle's tensors and config from the kinds' prefixed tensors and entries, and the
+    router (its tensors under ROUTER_PREFIX, its config under "zero_fit")."""
+    tensors, config = dict(state), {"format": BUNDLE_FORMAT, "kinds": dict(kinds)}
+    if router is not None:
+        tensors.update({f"{ROUTER_PREFIX}{k}": v for k, v in router.state().items()})
+        config["zero_fit"] = router.config()
+    return tensors, config
 
 
 def load_bundle_encoders(registry: Registry, kinds: Sequence[str], version: str, *,
                          device: str | torch.device = "cpu") -> dict[str, BaseEncoder]:
     """Each kind's encoder of bundle `version`, in eval mode (the bundle is read once)."""
+    return load_bundle(registry, kinds, version, device=device)[0]
+
+
+def bundle_router(state: Mapping[str, Tensor], config: Mapping[str, Any]) -> Router | None:
+    """The zero-fit router a bundle holds (None when it has none)."""
+    if "zero_fit" not in config:
+        return None
+    tensors = {k[len(ROUTER_PREFIX):]: v for k, v in state.items() if k.startswith(ROUTER_PREFIX)}
+    try:
+        return Router.from_state(tensors, config["zero_fit"])
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ArtifactError(f"the bundle's zero_fit router is malformed: {exc!r}") from exc
+
+
+def load_bundle(registry: Registry, kinds: Sequence[str], version: str, *,
+                device: str | torch.device = "cpu"
+                ) -> tuple[dict[str, BaseEncoder], Router | None]:
+    """Each kind's encoder of bundle `version`, in eval mode, and its zero-fit router (None when
+    it has none); the bundle is read once."""
     state, config = registry.load_base(version)
     if config.get("format") != BUNDLE_FORMAT:
         raise ArtifactError(f"base {version} in {registry.storage.uri} is not a "
@@ -69,7 +107,7 @@ def load_bundle_encoders(registry: Registry, kinds: Sequence[str], version: str,
                                 f"encoder: {exc}") from exc
         encoders[kind] = encoder.to(device).eval()
         log.info("loaded the %s encoder of base %s", kind, version)
-    return encoders
+    return encoders, bundle_router(state, config)
 
 
 def bundle_head_configs(registry: Registry, version: str) -> dict[str, HeadConfig]:

@@ -26,7 +26,7 @@ __all__ = ["CacheEvent", "CacheStats", "HeadCache", "ResolvedHead", "RetryPolicy
 log = logging.getLogger(__name__)
 
 H = TypeVar("H")
-HeadSource = Literal["user", "global"]
+HeadSource = Literal["user", "zero_fit", "global"]
 CacheEvent = Literal["hit", "miss", "load", "eviction", "load_failure", "retry", "fallback"]
 
 _COUNTERS: dict[str, str] = {"hit": "hits", "miss": "misses", "load": "loads",

@@ -23,7 +23,8 @@ from hydralm.model import (
     check_head_config,
     shared_digest,
 )
-from hydralm.scoring.bundle import bundle_head_configs, load_bundle_encoders
+from hydralm.model.zero_fit import Router
+from hydralm.scoring.bundle import bundle_head_configs, load_bundle
 
 __all__ = ["ChangedUsers", "KindSnapshot", "RegistryView", "StaleBaseError"]
 
@@ -100,11 +101,12 @@ class RegistryView:
         return out
 
     def load_encoders(self, kinds: Sequence[str], base_version: str,
-                      device: str | torch.device) -> dict[str, BaseEncoder]:
-        encoders = load_bundle_encoders(self.registry, kinds, base_version, device=device)
+                      device: str | torch.device) -> tuple[dict[str, BaseEncoder], Router | None]:
+        """The kinds' encoders of the base, and its zero-fit router (None when it has none)."""
+        encoders, router = load_bundle(self.registry, kinds, base_version, device=device)
         forms = bundle_head_configs(self.registry, base_version)
         self._head_forms = {(base_version, kind): forms[kind] for kind in kinds}
-        return encoders
+        return encoders, router
 
     def _check_current(self, base_version: str, what: str) -> None:
         current = self.registry.base_version()

@@ -9,6 +9,7 @@ import torch
 
 from hydralm.artifacts import Registry
 from hydralm.model import AnyHeadState, BaseEncoder, HeadBank, HeadConfig, HeadState, ModelConfig
+from hydralm.model.zero_fit import Router
 from hydralm.scoring.bundle import publish_bundle
 from hydralm.scoring.types import MODEL_KINDS
 
@@ -42,16 +43,17 @@ def publish_random_registry(registry: Registry, users: Sequence[str], *,
                             config: ModelConfig | None = None,
                             encoders: Mapping[str, BaseEncoder] | None = None,
                             kinds: Sequence[str] = MODEL_KINDS, seed: int = 0,
-                            with_global: bool = True) -> str:
+                            with_global: bool = True, router: Router | None = None) -> str:
     """Publish a base bundle (one encoder per kind, by default `config`'s encoder untrained) and a
     random head of `config.head`'s form per user and kind (plus a global head); returns the base
     version. Residual kinds get a random shared first layer: the global head is dense with that
-    w1, and the users' heads name it."""
+    w1, and the users' heads name it. `router`: a zero-fit router to publish with the bases."""
     config = config or ModelConfig()
     if encoders is None:
         encoder = BaseEncoder.from_config(config)
         encoders = {kind: encoder for kind in kinds}
-    version = publish_bundle(registry, {kind: (encoders[kind], config) for kind in kinds})
+    version = publish_bundle(registry, {kind: (encoders[kind], config) for kind in kinds},
+                             router)
     for k, kind in enumerate(kinds):
         dim = encoders[kind].dim
         shared = None

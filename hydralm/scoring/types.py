@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Literal
 
-from hydralm.pipeline.interfaces import ModelKind
+from hydralm.pipeline.interfaces import HeadChoice, HeadKind, ModelKind, Profile
 
 __all__ = ["MODEL_KINDS", "PairGroup", "RowScore", "ScoreRow", "user_bucket"]
 
@@ -28,17 +27,20 @@ class RowScore:
     """softmax[:, 1] of the head's logits for one row, and which head produced it."""
 
     score: float
-    head: Literal["user", "global"]
+    head: HeadKind
 
 
 @dataclass(frozen=True)
 class PairGroup:
-    """One caller's pairs: all for one user and one model kind (a /v1/rerank or /v1/score call)."""
+    """One caller's pairs: all for one user and one model kind (a /v1/rerank or /v1/score call);
+    `profile` and `prefer` as in `PairScorer.score`."""
 
     kind: ModelKind
     user_id: str
     firsts: tuple[str, ...]
     seconds: tuple[str, ...]
+    profile: Profile | None = None
+    prefer: HeadChoice = "user"
 
     def __post_init__(self) -> None:
         if self.kind not in MODEL_KINDS:
@@ -48,11 +50,15 @@ class PairGroup:
         if len(self.firsts) != len(self.seconds):
             raise ValueError(f"firsts and seconds must have the same length, got "
                              f"{len(self.firsts)} and {len(self.seconds)}")
+        if self.prefer not in ("user", "zero_fit"):
+            raise ValueError(f"prefer must be 'user' or 'zero_fit', got {self.prefer!r}")
 
     @classmethod
     def of(cls, kind: ModelKind, user_id: str, firsts: list[str] | tuple[str, ...],
-           seconds: list[str] | tuple[str, ...]) -> PairGroup:
-        return cls(kind, user_id, tuple(firsts), tuple(seconds))
+           seconds: list[str] | tuple[str, ...], profile: Profile | list | None = None,
+           prefer: HeadChoice = "user") -> PairGroup:
+        return cls(kind, user_id, tuple(firsts), tuple(seconds),
+                   tuple(tuple(p) for p in profile) if profile else None, prefer)
 
     def __len__(self) -> int:
         return len(self.firsts)
@@ -64,7 +70,8 @@ class PairGroup:
         if len(self) <= size:
             return [self]
         return [PairGroup(self.kind, self.user_id, self.firsts[i:i + size],
-                          self.seconds[i:i + size]) for i in range(0, len(self), size)]
+                          self.seconds[i:i + size], self.profile, self.prefer)
+                for i in range(0, len(self), size)]
 
 
 def user_bucket(user_id: str, num_buckets: int) -> str:

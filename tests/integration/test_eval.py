@@ -25,7 +25,7 @@ pytestmark = pytest.mark.integration
 RESIDUAL = "residual4_bf16"
 ROWS = ["zero_shot", "icl_random", "rag_bm25", "hydra_reranker", f"hydra_reranker_{RESIDUAL}",
         "hydra_adapter", f"hydra_adapter_{RESIDUAL}", "hydra", f"hydra_{RESIDUAL}",
-        "history_knn", "oracle_best_of_8"]
+        "hydra_zero_fit", "history_knn", "oracle_best_of_8"]
 
 
 def _quick_config(tmp_path) -> str:
@@ -69,6 +69,11 @@ def test_quick_eval_writes_the_table_and_a_rerun_costs_no_generator_call(
         first["methods"]["hydra"]["accuracy"]["mean"]
     table = (tmp_path / "results" / "quality_synth_synth-tag.md").read_text()
     assert "| hydra |" in table and "| oracle_best_of_8 |" in table
+    # Zero-fit heads: the bases carry the router over the 8 training users, and every test
+    # user (synthetic taggers share words with some training user) was served by a mixture
+    seed = first["run"]["eval"]["0"]
+    assert seed["zero_fit_heads"] == {"adapter": 1.0, "reranker": 1.0}
+    assert seed["user_heads"] == {"adapter": 1.0, "reranker": 1.0}
     # The residual variant: the test users' heads refitted as residual heads on the same bases
     # (their own registry), smaller files, every HYDRA method run with them on the same queries.
     cmp = first["head_comparison"]

@@ -45,7 +45,8 @@ class Prefers(PairScorer):
     def __init__(self, tag: str, high: float) -> None:
         self.tag, self.high = tag, high
 
-    async def score(self, kind, user_id, firsts, seconds):
+    async def score(self, kind, user_id, firsts, seconds, *, profile=None,
+                    prefer="user"):
         return PairScores([self.high if self.tag in s else 0.1 for s in seconds], head="user")
 
 

@@ -44,8 +44,10 @@ class ScriptedGenerator:
 
 
 class PrefersSciFi(PairScorer):
-    async def score(self, kind, user_id, firsts, seconds):
-        return PairScores([0.9 if "sci-fi" in s else 0.1 for s in seconds], head="user")
+    async def score(self, kind, user_id, firsts, seconds, *, profile=None,
+                    prefer="user"):
+        return PairScores([0.9 if "sci-fi" in s else 0.1 for s in seconds],
+                          head="zero_fit" if prefer == "zero_fit" and profile else "user")
 
 
 def _query(i: int, gold: str) -> EvalQuery:
@@ -64,13 +66,15 @@ def test_every_method_answers_every_query_and_the_oracle_uses_hydras_candidates(
     assert first.answers["zero_shot"] == "dystopia" and first.answers["hydra"] == "sci-fi"
     assert first.candidates == SAMPLES
     assert first.heads["hydra"] == {"reranker": "user", "adapter": "user"}
+    # hydra_zero_fit asks for the zero-fit heads, with the user's history profile
+    assert first.heads["hydra_zero_fit"] == {"reranker": "zero_fit", "adapter": "zero_fit"}
     assert "zero_shot" not in first.heads
     # The oracle finds the gold among the 8 candidates when it is there, else the first one.
     assert [o.answers["oracle_best_of_8"] for o in outcomes] == ["sci-fi", "romance", "comedy"]
     # Two "robot" items vote sci-fi vs comedy, tie -> the best-ranked one.
     assert first.answers[HISTORY_KNN] in {"sci-fi", "comedy"}
-    # Six generator calls per query: four greedy, two with 8 samples.
-    assert sorted(n for n, _ in gen.calls) == [1] * 12 + [8] * 6
+    # Seven generator calls per query: four greedy, three with 8 samples.
+    assert sorted(n for n, _ in gen.calls) == [1] * 12 + [8] * 9
 
 
 def test_prompt_only_methods_run_without_a_scorer_and_without_an_oracle():

@@ -67,7 +67,8 @@ def test_labels_config_hands_its_policy_to_the_pipeline():
 
 
 class PrefersGreedy(PairScorer):
-    async def score(self, kind, user_id, firsts, seconds):
+    async def score(self, kind, user_id, firsts, seconds, *, profile=None,
+                    prefer="user"):
         return PairScores([1.0 if s == "greedy" else 0.2 for s in seconds], head="user")
 
 

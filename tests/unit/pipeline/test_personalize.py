@@ -43,10 +43,13 @@ class PrefersTag(PairScorer):
     def __init__(self, word: str) -> None:
         self.word = word
         self.calls: list[tuple[str, int]] = []
+        self.asked: list[tuple] = []
 
-    async def score(self, kind, user_id, firsts, seconds):
+    async def score(self, kind, user_id, firsts, seconds, *, profile=None,
+                    prefer="user"):
         assert len(firsts) == len(seconds)
         self.calls.append((kind, len(firsts)))
+        self.asked.append((kind, profile, prefer))
         return PairScores([1.0 if self.word in s else 0.1 for s in seconds], head="user")
 
 
@@ -110,10 +113,27 @@ def test_unknown_method_and_missing_scorer_are_clear_errors(history):
                      k_prompt=4)
 
 
+def test_every_scorer_call_carries_the_history_profile_and_the_head_asked_for(history):
+    from hydralm.model.zero_fit import history_profile
+
+    task = get_task("synth-tag")
+    scorer = PrefersTag("sci-fi")
+    p = Personalizer(task, scorer, ScriptedGenerator(), history, k_retrieve=4, k_prompt=2)
+    run(p, "hydra")
+    run(p, "hydra_zero_fit")
+    profile = history_profile(task.item_text(item) for item in HISTORY)
+    assert profile and scorer.asked == [("reranker", profile, "user"), ("adapter", profile, "user"),
+                                        ("reranker", profile, "zero_fit"),
+                                        ("adapter", profile, "zero_fit")]
+    run(p, "hydra", user="nobody")           # no history: nothing to route by
+    assert scorer.asked[-1] == ("adapter", None, "user")
+
+
 class NearlyEqual(PairScorer):
     """A collapsed adapter: every candidate scores within 0.003, 'romance' the highest."""
 
-    async def score(self, kind, user_id, firsts, seconds):
+    async def score(self, kind, user_id, firsts, seconds, *, profile=None,
+                    prefer="user"):
         return PairScores([0.033 if "romance" in s else 0.030 for s in seconds], head="user")
 
 

@@ -55,13 +55,16 @@ class RecordingHandle:
 
     def __init__(self):
         self.routed: list[tuple[str, str]] = []
+        self.asked: list[tuple] = []
 
     def options(self, *, multiplexed_model_id: str):
         handle = self
 
         class Method:
-            async def remote(self, kind, user_id, firsts, seconds):
+            async def remote(self, kind, user_id, firsts, seconds, *, profile=None,
+                             prefer="user"):
                 handle.routed.append((multiplexed_model_id, user_id))
+                handle.asked.append((profile, prefer))
                 return PairScores([0.5] * len(firsts), "user")
 
         class Routed:
@@ -77,9 +80,12 @@ def test_remote_scorer_routes_each_user_by_its_bucket():
     async def run():
         for user in ["ann", "bob", "ann"]:
             await client.score("reranker", user, ["q"], ["i"])
+        await client.score("adapter", "cat", ["q"], ["i"], profile=((3, 1),), prefer="zero_fit")
 
     asyncio.run(run())
-    assert handle.routed == [(user_bucket(u, 4), u) for u in ["ann", "bob", "ann"]]
+    assert handle.routed == [(user_bucket(u, 4), u) for u in ["ann", "bob", "ann", "cat"]]
+    # the history profile and the head asked for travel to the replica with the pairs
+    assert handle.asked == [(None, "user")] * 3 + [(((3, 1),), "zero_fit")]
 
 
 @pytest.mark.parametrize("data, device, pairs", [

@@ -27,7 +27,8 @@ ITEMS = [{"id": "m1", "description": "a space opera with robots", "tag": "sci-fi
 class OverlapScorer(PairScorer):
     """Scores a pair by word overlap; longer candidates win ties (deterministic)."""
 
-    async def score(self, kind, user_id, firsts, seconds):
+    async def score(self, kind, user_id, firsts, seconds, *, profile=None,
+                    prefer="user"):
         scores = [len(set(f.lower().split()) & set(s.lower().split())) + len(s) / 1000
                   for f, s in zip(firsts, seconds, strict=True)]
         return PairScores(scores, "user" if user_id in TRAINED else "global")
@@ -339,3 +340,15 @@ def test_generator_down_is_a_503_and_still_counted(tmp_path):
     r = client.post("/v1/chat/completions", json=CHAT)
     assert r.status_code == 503 and r.json()["error"]["code"] == "generator_unavailable"
     assert [(s["retries"], s["errors"]) for s in seen] == [(2, 1)]
+
+
+@pytest.mark.parametrize("heads, word", [
+    ({}, "none"),
+    ({"reranker": "user", "adapter": "user"}, "user"),
+    ({"reranker": "zero_fit", "adapter": "zero_fit"}, "zero_fit"),
+    ({"reranker": "zero_fit", "adapter": "global"}, "global"),
+])
+def test_the_response_says_which_head_served(heads, word):
+    from serving.service import head_summary
+
+    assert head_summary(heads) == word

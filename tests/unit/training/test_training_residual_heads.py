@@ -155,7 +155,7 @@ def test_train_fit_score_with_residual_heads(tmp_path, tiny_encoder):
 
     # scoring: users' heads on the global head's w1, one forward with the global head
     view = RegistryView(registry)
-    encoder = view.load_encoders(["reranker"], version, "cpu")["reranker"]
+    encoder = view.load_encoders(["reranker"], version, "cpu")[0]["reranker"]
     c, a = (view.load_head("reranker", u, version) for u in ("c", "a"))
     shared = view.load_global_head("reranker", version)
     assert isinstance(c, ResidualHeadState) and c.layer is not None
