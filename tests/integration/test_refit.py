@@ -65,15 +65,23 @@ def _entries(registry: Registry) -> dict[tuple[str, str], object]:
 
 @pytest.fixture(scope="module")
 def setup(llm_base_url, tmp_path_factory) -> dict:
-    """A registry with random heads for alice and bob, the history store, and the job config."""
+    """A registry with random heads for alice and bob (the training users of its zero-fit
+    router), the history store, and the job config."""
     from hydralm.model import ModelConfig
+    from hydralm.model.zero_fit import Router, history_profile
     from hydralm.scoring import publish_random_registry
+    from hydralm.tasks import get_task
 
     root = tmp_path_factory.mktemp("refit")
     encoder = build_tiny_encoder(root / "encoder")
     model = {"encoder_path": str(encoder), "max_length": 32}
     registry = Registry(str(root / "registry"))
-    publish_random_registry(registry, ["alice", "bob"], config=ModelConfig(**model))
+    task = get_task("synth-tag")
+    router = Router.from_profiles({u: history_profile(task.item_text(i) for i in items)
+                                   for u, items in (("alice", HISTORIES["alice"]),
+                                                    ("bob", _items("b", 4)))})
+    publish_random_registry(registry, ["alice", "bob"], config=ModelConfig(**model),
+                            router=router)
     store = SqliteHistoryStore(root / "history.db")
     for user, items in HISTORIES.items():
         store.append(user, items)
@@ -128,7 +136,10 @@ def killed_then_rerun(setup, api) -> dict:
     """Run 1 fails in alice's bucket before saving (a job killed midway); run 2 is the re-run."""
     from training.refit import plan_refit_run, run_refit
 
-    before = {"entries": _entries(setup["registry"]), "erin": _rerank(api, "erin")}
+    personalized = api.post("/v1/personalize", json={"user": "erin", "input": "robots in space"})
+    assert personalized.status_code == 200, personalized.text
+    before = {"entries": _entries(setup["registry"]), "erin": _rerank(api, "erin"),
+              "erin_personalized": personalized.json()}
     crash = user_bucket("alice", 2)
     cfg = load_job_config(setup["job"])
     with pytest.raises(Exception, match=f"injected failure in bucket {crash}"):
@@ -178,9 +189,14 @@ def test_nothing_changed_nothing_to_do(setup, killed_then_rerun):
 
 
 def test_serving_picks_up_refit_heads_without_a_restart(setup, api, killed_then_rerun):
-    """erin had no head (global); after the refit she is served her own. Then she appends through
-    the API, a refit fits her alone, and the next registry poll serves the new head."""
+    """erin had no head: a bare rerank call got the global head, a personalized answer zero-fit
+    heads from her history (through the Scorer deployment); after the refit she is served her
+    own. Then she appends through the API, a refit fits her alone, and the next registry poll
+    serves the new head."""
     assert killed_then_rerun["before"]["erin"]["head"] == "global"
+    personalized = killed_then_rerun["before"]["erin_personalized"]
+    assert personalized["head"] == "zero_fit"
+    assert personalized["heads"] == {"reranker": "zero_fit", "adapter": "zero_fit"}
     wait_until(lambda: _rerank(api, "erin")["head"] == "user", timeout_s=60,
                what="the Scorer to serve erin's first head")
     served = _rerank(api, "erin")["scores"]
