@@ -8,7 +8,7 @@ Series (names before Ray's prefix):
 - hydralm_request_latency_ms{route}: end-to-end latency of each request in the ingress;
 - hydralm_stage_latency_ms{route, stage}: pipeline stages (retrieve, rerank, generate, adapter,
   total; score and history for the scoring-only and history routes);
-- hydralm_heads_served{kind, head}: which head (user or global) scored, per model kind;
+- hydralm_heads_served{kind, head}: which head (user, zero_fit or global) scored, per model kind;
 - hydralm_generator_requests / _retries / _errors / _short_circuits: HTTP attempts to the
   generator, retried attempts, calls that failed after every retry, and calls the open circuit
   breaker refused without an attempt (from GeneratorClient.stats);
@@ -53,7 +53,9 @@ class ServingMetrics:
             boundaries=LATENCY_BOUNDARIES_MS, tag_keys=("route", "stage"))
         self._heads = Counter(
             "hydralm_heads_served", description="Scoring calls by model kind and head served "
-                                                "(user: the user's own; global: fallback).",
+                                                "(user: the user's own; zero_fit: training "
+                                                "users' heads mixed by history; global: "
+                                                "fallback).",
             tag_keys=("kind", "head"))
         self._gen = {
             name: Counter(f"hydralm_generator_{name}", description=doc)
