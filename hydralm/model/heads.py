@@ -334,10 +334,13 @@ class HeadBank(nn.Module):
 
     @classmethod
     def from_states(cls, states: Sequence[AnyHeadState], *, dropout: float = 0.1,
-                    mode: HeadMode = "segment", shared: Tensor | None = None) -> HeadBank:
+                    mode: HeadMode = "segment", shared: Tensor | None = None,
+                    shared_sha: str | None = None) -> HeadBank:
         """A bank holding `states` in order (head i is states[i]), stacked without a random init
         of more than one head. All states need one form (and rank) and one d; residual states
-        need `shared`, the first layer every one of them names."""
+        need `shared`, the first layer every one of them names. `shared_sha`: that layer's
+        `shared_digest` when the caller already verified it (a scoring pass: the loader matched
+        it), else it is computed here."""
         if not states:
             raise ValueError("from_states needs at least one head, got none")
         dims = sorted({s.dim for s in states})
@@ -346,7 +349,7 @@ class HeadBank(nn.Module):
             raise ValueError(f"all heads of a bank need the same d and form, got d {dims} and "
                              f"(form, rank) {forms}")
         bank = cls(1, dims[0], dropout=dropout, mode=mode, head=states[0].config, shared=shared)
-        sha = bank.shared_sha                                 # hashed once, not per head
+        sha = shared_sha or bank.shared_sha                   # hashed once, not per head
         for i, state in enumerate(states):
             bank._check_shared(i, state, sha)
         for name in bank.names:

@@ -88,7 +88,9 @@ def temporary_bank(heads: Sequence[AnyHeadState], device: str | torch.device) ->
                                                  digest=first.shared if same else None)
 
         heads = [as_residual(h) for h in heads]
-    bank = HeadBank.from_states(heads, dropout=0.0, shared=shared).to(device)
+    # the loader attached the layer because its digest is the one the heads name: not hashed again
+    bank = HeadBank.from_states(heads, dropout=0.0, shared=shared,
+                                shared_sha=residual[0].shared if residual else None).to(device)
     return bank.requires_grad_(False).eval()     # dense: w1 [G, d, d], b1 [G, d], w2 [G, d, 2]
 
 
