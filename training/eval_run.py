@@ -152,44 +152,44 @@ def _scorer(job: JobConfig, methods: list[str],
     return scorer
 
 
-async def _other_precision(cfg: EvalConfig, job: JobConfig, personalizer: Personalizer,
-                           queries: list[EvalQuery], outcomes: list[QueryOutcome],
-                           progress: bool) -> dict[str, Any]:
-    """The HYDRA methods again with the bases in `cfg.compare_precision` (same heads, generator,
-    history and guard), merged into `outcomes` as rows <method>_<precision>."""
-    other = cfg.compare_precision
-    if personalizer.scorer.precision == other:
-        raise ValueError(f"precision {cfg.precision!r} resolves to {other!r} here, the same as "
-                         f"compare_precision: compare with the other one")
-    scorer = _scorer(job, cfg.methods, other)
+async def _variant(cfg: EvalConfig, job: JobConfig, precision: str, tag: str,
+                   personalizer: Personalizer, queries: list[EvalQuery],
+                   outcomes: list[QueryOutcome], progress: bool) -> dict[str, Any]:
+    """The HYDRA methods with fitted heads again, scored by `job`'s registry in `precision`
+    (same generator, history and guard), merged into `outcomes` as rows <method>_<tag>;
+    returns what the two runs shared."""
+    scorer = _scorer(job, cfg.methods, precision)
     twin = copy.copy(personalizer)
     twin.scorer = scorer
     try:
         theirs = await run_queries(twin, queries, compared_methods(cfg.methods),
                                    knn_k=job.labels.k_prompt, concurrency=cfg.concurrency,
-                                   progress=progress, desc=f"eval {other}")
+                                   progress=progress, desc=f"eval {tag}")
     finally:
         scorer.close()
-    return {"precision": other, **merge_variant_run(outcomes, theirs, other)}
+    return merge_variant_run(outcomes, theirs, tag)
+
+
+async def _other_precision(cfg: EvalConfig, job: JobConfig, personalizer: Personalizer,
+                           queries: list[EvalQuery], outcomes: list[QueryOutcome],
+                           progress: bool) -> dict[str, Any]:
+    """The bases in `cfg.compare_precision` (same heads): rows <method>_<precision>."""
+    other = cfg.compare_precision
+    if personalizer.scorer.precision == other:
+        raise ValueError(f"precision {cfg.precision!r} resolves to {other!r} here, the same as "
+                         f"compare_precision: compare with the other one")
+    return {"precision": other, **await _variant(cfg, job, other, other, personalizer, queries,
+                                                 outcomes, progress)}
 
 
 async def _other_head(cfg: EvalConfig, variant: JobConfig, personalizer: Personalizer,
                       queries: list[EvalQuery], outcomes: list[QueryOutcome],
                       progress: bool) -> dict[str, Any]:
-    """The HYDRA methods again with the test users' heads of `variant` (fitted in
-    `cfg.compare_head` on the same bases; same generator, history and guard), merged into
-    `outcomes` as rows <method>_<head tag>."""
+    """The test users' heads of `variant` (fitted in `cfg.compare_head` on the same bases):
+    rows <method>_<head tag>."""
     tag = head_tag(cfg.compare_head)
-    scorer = _scorer(variant, cfg.methods, personalizer.scorer.precision)
-    twin = copy.copy(personalizer)
-    twin.scorer = scorer
-    try:
-        theirs = await run_queries(twin, queries, compared_methods(cfg.methods),
-                                   knn_k=variant.labels.k_prompt, concurrency=cfg.concurrency,
-                                   progress=progress, desc=f"eval {tag}")
-    finally:
-        scorer.close()
-    return {"tag": tag, **merge_variant_run(outcomes, theirs, tag)}
+    return {"tag": tag, **await _variant(cfg, variant, personalizer.scorer.precision, tag,
+                                         personalizer, queries, outcomes, progress)}
 
 
 def _head_bytes(job: JobConfig, users: tuple[str, ...]) -> dict[str, int]:

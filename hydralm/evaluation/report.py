@@ -39,6 +39,16 @@ _METHOD_NAMES = ("^(zero_shot|icl_random|rag_bm25|(hydra_reranker|hydra_adapter|
                  "(_bf16|_fp32)?(_(dense|lowrank[0-9]+|residual[0-9]+)_(fp32|bf16|int8))?"
                  "|hydra_zero_fit|history_knn|oracle_best_of_[0-9]+)$")
 
+def _comparison_schema(own: dict[str, Any]) -> dict[str, Any]:
+    """A variant comparison (hydralm/evaluation/variants.py): `own` fields plus the shared ones."""
+    shared = {"metric": {"type": "string"}, "higher_is_better": {"type": "boolean"},
+              "differences": {"type": "object", "additionalProperties": _ESTIMATE},
+              "queries": {"type": "integer", "minimum": 0},
+              "same_candidates": {"type": "integer", "minimum": 0},
+              "adapter_score_max_abs_diff": {"type": "number", "minimum": 0}}
+    return {"type": "object", "required": [*own, *shared], "properties": {**own, **shared}}
+
+
 RESULT_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "title": "hydralm quality result",
@@ -70,33 +80,12 @@ RESULT_SCHEMA: dict[str, Any] = {
                            "higher_is_better": {"type": "boolean"},
                            "difference": _ESTIMATE}},
         "selection": {"type": ["object", "null"]},
-        "precision_comparison": {
-            "type": "object",
-            "required": ["precision", "other", "metric", "higher_is_better", "differences",
-                         "queries", "same_candidates", "adapter_score_max_abs_diff"],
-            "properties": {"precision": {"enum": ["bf16", "fp32"]},
-                           "other": {"enum": ["bf16", "fp32"]},
-                           "metric": {"type": "string"},
-                           "higher_is_better": {"type": "boolean"},
-                           "differences": {"type": "object", "additionalProperties": _ESTIMATE},
-                           "queries": {"type": "integer", "minimum": 0},
-                           "same_candidates": {"type": "integer", "minimum": 0},
-                           "adapter_score_max_abs_diff": {"type": "number", "minimum": 0}}},
-        "head_comparison": {
-            "type": "object",
-            "required": ["heads", "other", "tag", "bytes_per_user", "metric", "higher_is_better",
-                         "differences", "queries", "same_candidates",
-                         "adapter_score_max_abs_diff"],
-            "properties": {"heads": {"type": "object"}, "other": {"type": "object"},
-                           "tag": {"type": "string"},
-                           "bytes_per_user": {"type": "object", "additionalProperties": {
-                               "type": "object", "additionalProperties": {"type": "integer"}}},
-                           "metric": {"type": "string"},
-                           "higher_is_better": {"type": "boolean"},
-                           "differences": {"type": "object", "additionalProperties": _ESTIMATE},
-                           "queries": {"type": "integer", "minimum": 0},
-                           "same_candidates": {"type": "integer", "minimum": 0},
-                           "adapter_score_max_abs_diff": {"type": "number", "minimum": 0}}},
+        "precision_comparison": _comparison_schema(
+            {"precision": {"enum": ["bf16", "fp32"]}, "other": {"enum": ["bf16", "fp32"]}}),
+        "head_comparison": _comparison_schema(
+            {"heads": {"type": "object"}, "other": {"type": "object"}, "tag": {"type": "string"},
+             "bytes_per_user": {"type": "object", "additionalProperties": {
+                 "type": "object", "additionalProperties": {"type": "integer"}}}}),
         "run": {"type": "object"},
     },
 }
