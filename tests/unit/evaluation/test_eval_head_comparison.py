@@ -10,12 +10,11 @@ import argparse
 import dataclasses
 
 import pytest
-from test_eval_precision import HYDRA, Prefers, _run
+from test_eval_precision import HYDRA, Prefers, _cfg, _run
 
 from hydralm.errors import ConfigError
 from hydralm.evaluation import (
     RESULT_SCHEMA,
-    EvalConfig,
     QueryScores,
     bootstrap,
     build_result,
@@ -35,13 +34,6 @@ def test_head_tags_name_form_rank_and_storage():
     assert head_tag(RESIDUAL) == "residual4_bf16"
     assert head_tag(HeadConfig()) == "dense_fp32"
     assert head_tag(HeadConfig(form="lowrank", rank=8, dtype="int8")) == "lowrank8_int8"
-
-
-def _cfg(**overrides) -> EvalConfig:
-    data = {"task": "synth-tag", "work_dir": "/tmp/hydralm-eval-test",
-            "data": {"synth": {"users": 20, "queries_per_user": 2, "items_per_user": 10}},
-            "users": {"train": 12, "test": 6}, **overrides}
-    return EvalConfig.from_dict(data)
 
 
 def test_the_variant_job_shares_the_work_dir_and_has_its_own_registry():
