@@ -269,7 +269,8 @@ def _refit_loop(args: argparse.Namespace, job, base: str, query, llm_url: str, a
                 times: StageTimes) -> None:
     """The online loop for one shown user: append new history through the API, refit that user
     from the history store (`hydralm fit-users --refit`), answer the same query again once the
-    Scorer has picked the new heads up (its registry poll)."""
+    Scorer has picked the new heads up (its registry poll). First, a newcomer holding only the
+    new items shows what a user gets before any fit: zero-fit heads."""
     from hydralm.artifacts import Registry
 
     user = query.user_id
@@ -284,6 +285,15 @@ def _refit_loop(args: argparse.Namespace, job, base: str, query, llm_url: str, a
         length = resp.json()["history_length"]
         echo(f"  appended {len(items)} items ({', '.join(i['tag'] for i in items)}): "
              f"history now {length} items")
+        newcomer = f"{user}-newcomer"
+        client.post(f"{base}/v1/users/{newcomer}/history",
+                    json={"items": items}).raise_for_status()
+        resp = client.post(f"{base}/v1/personalize",
+                           json={"user": newcomer, "input": query.input, "method": "hydra"})
+        resp.raise_for_status()
+        echo(f"  a newcomer with only these {len(items)} items and no head: HYDRA's answer "
+             f"{resp.json()['answer']!r} (heads: {resp.json()['head']}: the training users' "
+             "heads mixed by history, no fit; the refit below fits them a head too)")
         _run_stage(["fit-users", "--config", str(_refit_config(args.config, job)), "--refit",
                     "--ray-address", address], llm_url, address)
         after = registry.head_entry("adapter", user)

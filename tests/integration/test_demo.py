@@ -99,14 +99,18 @@ def test_the_demo_answers_and_ends_with_the_summary_and_the_stage_times(demo_run
 
 
 def test_the_online_loop_appends_refits_and_answers_with_the_new_heads(demo_run, job):
-    """One shown user gets 3 new items through the API; `fit-users --refit` refits them from the
-    history store; their heads then record the store's version and HYDRA answers again."""
+    """One shown user gets 3 new items through the API (and a newcomer the same 3, answered by
+    zero-fit heads); `fit-users --refit` refits the user from the history store; their heads
+    then record the store's version and HYDRA answers again."""
     proc, _ = demo_run
     out = proc.stdout
     assert "[demo] the online loop: 3 new history items of user" in out, out[-2000:]
     appended = re.search(r"appended 3 items \(.*\): history now (\d+) items", out)
     items = load_job_config(job).data.synth.items_per_user
     assert appended and int(appended.group(1)) == items + 3, out[-2000:]
+    # a user with history and no head is answered at once by zero-fit heads
+    assert re.search(r"a newcomer with only these 3 items and no head: HYDRA's answer '.*' "
+                     r"\(heads: zero_fit:", out), out[-2000:]
     versions = re.search(r"fitted on history version (\S+) -> (\d+)$", out, re.M)
     assert versions and versions.group(1) != versions.group(2), out[-2000:]
     assert re.search(r"HYDRA's answer after the refit: '.*' \(heads: user; gold ", out), out[-2000:]
@@ -170,7 +174,10 @@ def test_train_and_fit_fill_the_registry(demo_run, job):
     registry = Registry(cfg.paths.registry)
     assert registry.base_version() is not None
     for kind in MODELS:
-        assert registry.list_users(kind) == sorted(split.train + split.test)
+        # the online loop's newcomer has enough history for a first head: its refit fits them
+        users = registry.list_users(kind)
+        newcomers = [u for u in users if u.endswith("-newcomer")]
+        assert len(newcomers) == 1 and users == sorted([*split.train, *split.test, *newcomers])
     assert registry.verify() == []
 
 
