@@ -30,6 +30,7 @@ from hydralm.data import Dataset
 from hydralm.data.fs import join_uri
 from hydralm.evaluation import (
     HISTORY_KNN,
+    PROMPT_BASELINES,
     CalibrationRow,
     EvalConfig,
     EvalQuery,
@@ -310,12 +311,7 @@ def summarize(cfg: EvalConfig, runs: list[SeedRun], *, generator: str,
     methods = {row: bootstrap(s, **options) for row, s in scores.items()}
     rel = relative_improvement(methods, task.primary_metric,
                                higher_is_better=task.higher_is_better)
-    difference = None
-    if rel is not None:
-        better, worse = ("hydra", rel["baseline"]) if task.higher_is_better else (
-            rel["baseline"], "hydra")
-        difference = bootstrap_difference(scores[better], scores[worse], task.primary_metric,
-                                          **options)
+    difference = None if rel is None else _gain(scores, "hydra", rel["baseline"], task, options)
     pooled = [o for run in runs for o in run.outcomes]
     selection = {**selection_diagnostics(task, pooled),
                  "fallback_rate": fallback_rates(pooled)["by_method"],
@@ -325,7 +321,34 @@ def summarize(cfg: EvalConfig, runs: list[SeedRun], *, generator: str,
                         users=runs[0].users, seeds=[r.seed for r in runs], methods=methods,
                         difference=difference, selection=selection,
                         precision_comparison=_precisions(cfg, runs, scores, options),
-                        head_comparison=_heads(cfg, runs, scores, options), run=run_info)
+                        head_comparison=_heads(cfg, runs, scores, options),
+                        zero_fit=_zero_fit(scores, methods, task, options), run=run_info)
+
+
+def _gain(scores: dict[str, list[QueryScores]], row: str, baseline: str, task,
+          options: dict[str, Any]):
+    """`row` against `baseline` on the primary metric, paired (positive: `row` better, whichever
+    way the metric points)."""
+    better, worse = (row, baseline) if task.higher_is_better else (baseline, row)
+    return bootstrap_difference(scores[better], scores[worse], task.primary_metric, **options)
+
+
+def _zero_fit(scores: dict[str, list[QueryScores]], methods: dict[str, Any], task,
+              options: dict[str, Any]) -> dict[str, Any] | None:
+    """hydra_zero_fit against the best prompt-only method and against hydra (fitted heads)."""
+    if "hydra_zero_fit" not in scores:
+        return None
+    rel = relative_improvement({"hydra": methods["hydra_zero_fit"], **{
+        m: methods[m] for m in PROMPT_BASELINES if m in methods}}, task.primary_metric,
+        higher_is_better=task.higher_is_better)
+    out: dict[str, Any] = {"metric": task.primary_metric}
+    if rel is not None:
+        out["baseline"] = rel["baseline"]
+        out["vs_baseline"] = _gain(scores, "hydra_zero_fit", rel["baseline"], task,
+                                   options).to_dict()
+    if "hydra" in scores:
+        out["vs_hydra"] = _gain(scores, "hydra_zero_fit", "hydra", task, options).to_dict()
+    return out
 
 
 def _precisions(cfg: EvalConfig, runs: list[SeedRun], scores: dict[str, list[QueryScores]],

@@ -86,6 +86,10 @@ RESULT_SCHEMA: dict[str, Any] = {
             {"heads": {"type": "object"}, "other": {"type": "object"}, "tag": {"type": "string"},
              "bytes_per_user": {"type": "object", "additionalProperties": {
                  "type": "object", "additionalProperties": {"type": "integer"}}}}),
+        "zero_fit": {"type": "object", "required": ["metric"],
+                     "properties": {"metric": {"type": "string"},
+                                    "baseline": {"enum": list(PROMPT_BASELINES)},
+                                    "vs_baseline": _ESTIMATE, "vs_hydra": _ESTIMATE}},
         "run": {"type": "object"},
     },
 }
@@ -121,10 +125,13 @@ def build_result(*, dataset: str, task, generator: str, users: Mapping[str, int]
                  selection: Mapping[str, Any] | None = None,
                  precision_comparison: Mapping[str, Any] | None = None,
                  head_comparison: Mapping[str, Any] | None = None,
+                 zero_fit: Mapping[str, Any] | None = None,
                  run: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The result document (see the module docstring), methods in the given order;
     `difference` as in `relative_improvement`; `selection` from `selection_diagnostics`;
-    `precision_comparison` and `head_comparison` from `hydralm.evaluation.variants`."""
+    `precision_comparison` and `head_comparison` from `hydralm.evaluation.variants`;
+    `zero_fit`: hydra_zero_fit's paired differences against the best prompt-only method
+    (`baseline`, `vs_baseline`) and against hydra (`vs_hydra`), positive: zero-fit better."""
     return {
         "dataset": dataset, "task": task.name, "generator": generator,
         "users": {"train": int(users["train"]), "test": int(users["test"])},
@@ -138,6 +145,7 @@ def build_result(*, dataset: str, task, generator: str, users: Mapping[str, int]
         **({"precision_comparison": dict(precision_comparison)}
            if precision_comparison is not None else {}),
         **({"head_comparison": dict(head_comparison)} if head_comparison is not None else {}),
+        **({"zero_fit": dict(zero_fit)} if zero_fit is not None else {}),
         **({"run": dict(run)} if run is not None else {}),
     }
 
@@ -196,6 +204,13 @@ def markdown_table(result: Mapping[str, Any]) -> str:
         lines += ["", _precision_line(result["precision_comparison"])]
     if result.get("head_comparison"):
         lines += ["", _head_line(result["head_comparison"])]
+    zero_fit = result.get("zero_fit") or {}
+    cells = [f"against {name} {d['mean']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]"
+             for name, d in ((zero_fit.get("baseline"), zero_fit.get("vs_baseline")),
+                             ("hydra (fitted heads)", zero_fit.get("vs_hydra"))) if d]
+    if cells:
+        lines += ["", f"Zero-fit heads (hydra_zero_fit) on {zero_fit['metric']}, paired "
+                      f"difference (positive: zero-fit better): {'; '.join(cells)}."]
     return "\n".join(lines) + "\n"
 
 

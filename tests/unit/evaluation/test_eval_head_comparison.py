@@ -116,3 +116,27 @@ def test_a_worse_variant_gives_a_positive_difference_on_a_lower_is_better_metric
                        seeds=[0], methods={m: bootstrap(s, resamples=50)
                                            for m, s in scores.items()}, head_comparison=cmp)
     assert doc["head_comparison"]["tag"] == "residual4_bf16"
+
+
+def test_zero_fit_rows_are_compared_with_the_best_prompt_method_and_the_fitted_heads():
+    from training.eval_run import SeedRun, summarize
+
+    cfg = _cfg(methods=["zero_shot", "rag_bm25", "hydra", "hydra_zero_fit"],
+               bootstrap={"resamples": 50})
+    outcomes = _run(Prefers("sci-fi", 0.9), ["zero_shot", "rag_bm25", "hydra", "hydra_zero_fit"])
+    golds = ["sci-fi", "comedy", "sci-fi"]
+    outcomes = [dataclasses.replace(o, gold=g) for o, g in zip(outcomes, golds, strict=True)]
+    for outcome, zero_fit in zip(outcomes, ["sci-fi", "comedy", "sci-fi"], strict=True):
+        outcome.answers["hydra_zero_fit"] = zero_fit        # right on 3 of 3
+    doc = summarize(cfg, [SeedRun(0, {"train": 12, "test": 6}, outcomes, {})], generator="g")
+    zero_fit = doc["zero_fit"]
+    assert zero_fit["metric"] == "accuracy"
+    best = max(("zero_shot", "rag_bm25"), key=lambda m: doc["methods"][m]["accuracy"]["mean"])
+    assert zero_fit["baseline"] == best
+    gain = 1.0 - doc["methods"][best]["accuracy"]["mean"]
+    assert zero_fit["vs_baseline"]["mean"] == pytest.approx(gain)
+    # hydra (the scripted scorer's sci-fi) is right on 2 of 3
+    assert zero_fit["vs_hydra"]["mean"] == pytest.approx(1 / 3)
+    jsonschema = pytest.importorskip("jsonschema")
+    jsonschema.validate(doc, RESULT_SCHEMA)
+    assert "Zero-fit heads (hydra_zero_fit) on accuracy" in markdown_table(doc)
