@@ -36,7 +36,8 @@ _COUNTERS: dict[str, str] = {"hit": "hits", "miss": "misses", "load": "loads",
 
 @dataclass(frozen=True)
 class ResolvedHead(Generic[H]):
-    """The head that serves a user, and whether it is the user's own or the global one."""
+    """The head that serves a user, and whether it is the user's own or the global one (the
+    BatchScorer also builds one for a zero-fit mixture, which the cache never holds)."""
 
     head: H
     source: HeadSource
