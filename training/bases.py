@@ -117,10 +117,7 @@ def publish_models(registry: Registry, trained: Sequence[TrainedModel],
     version. Returns the new base version."""
     models = {t.kind: t for t in trained}
     if registry.base_version() is not None and len(models) < len(KINDS):
-        state, config = registry.load_base()
-        if config.get("format") != BUNDLE_FORMAT:
-            raise ArtifactError(f"the registry's current base is not a {BUNDLE_FORMAT} bundle "
-                                f"(format {config.get('format')!r}); publish both kinds")
+        state, config = _current_bundle(registry, "; publish both kinds")
         for kind in KINDS:
             if kind not in models:
                 old = _carried_over(registry, kind, state, config)
@@ -149,13 +146,19 @@ def publish_models(registry: Registry, trained: Sequence[TrainedModel],
     return version
 
 
+def _current_bundle(registry: Registry, hint: str = "") -> tuple[dict[str, Tensor], dict]:
+    """The registry's current base as (state, config); ArtifactError unless it is a bundle."""
+    state, config = registry.load_base()
+    if config.get("format") != BUNDLE_FORMAT:
+        raise ArtifactError(f"the current base of {registry.storage.uri} is not a "
+                            f"{BUNDLE_FORMAT} bundle (format {config.get('format')!r}){hint}")
+    return state, config
+
+
 def add_router(registry: Registry, router: Router) -> str:
     """Publish the current bases again with `router` (every kind and head carried over, the
     same weights); returns the new base version."""
-    state, config = registry.load_base()
-    if config.get("format") != BUNDLE_FORMAT:
-        raise ArtifactError(f"the registry's current base is not a {BUNDLE_FORMAT} bundle "
-                            f"(format {config.get('format')!r})")
+    state, config = _current_bundle(registry)
     models = [m for m in (_carried_over(registry, kind, state, config) for kind in KINDS) if m]
     return publish_models(registry, models, router)
 
@@ -165,10 +168,7 @@ def republish_with_head(source: Registry, target: Registry, head: HeadConfig) ->
     heads in the form `head` and no user heads (new users' heads are then fitted in that form
     on the very same bases); returns `target`'s base version. A `target` already holding these
     bases in that form is left as it is, with its heads."""
-    state, config = source.load_base()
-    if config.get("format") != BUNDLE_FORMAT:
-        raise ArtifactError(f"{source.storage.uri}: the current base is not a {BUNDLE_FORMAT} "
-                            f"bundle (format {config.get('format')!r})")
+    state, config = _current_bundle(source)
     wanted = {kind: {**entry, "model": {**entry["model"], "head": head.model_dump(mode="json")}}
               for kind, entry in config["kinds"].items()}
     existing = bundle_config(target)
