@@ -143,14 +143,24 @@ class ServeArgs(StrictModel):
     greedy_candidate: bool = Field(
         False, description="Candidate 0 is the greedy answer, the others sampled: as the "
                            "adapter's training labels were drawn (labels.adapter_greedy_candidate).")
+    bare_greedy_candidate: bool = Field(
+        False, description="Candidate 0 is the bare query's greedy answer (the zero-shot "
+                           "answer): as the adapter's training labels were drawn "
+                           "(labels.adapter_bare_greedy_candidate).")
+    bare_candidates: int = Field(
+        0, ge=0, le=128, description="Of the N candidates, this many are sampled from the bare "
+                                     "query instead of the personalized prompt "
+                                     "(labels.adapter_bare_samples).")
     selection_min_spread: float = Field(
         0.0, ge=0.0, le=1.0,
         description="Adapter-score spread below which the adapter's pick counts as collapsed and "
                     "selection_fallback picks instead (0: never). Take it from `hydralm eval` "
-                    "(run.eval.<seed>.guard.min_spread: chosen on training users).")
+                    "(run.eval.<seed>.guard.min_spread: chosen on training users; its rule "
+                    "run.eval.<seed>.guard.rule is selection_fallback's).")
     selection_fallback: Literal["consensus", "first"] = Field(
         "consensus", description="What picks when the adapter's pick is collapsed: the candidate "
-                                 "the others agree with most, or the first (greedy) candidate.")
+                                 "the others agree with most, or the first candidate (the "
+                                 "greedy answer; the bare query's with bare_greedy_candidate).")
     k_retrieve: int = Field(10, ge=1, le=1000, description="BM25 top-k handed to the reranker.")
     k_prompt: int = Field(4, ge=0, le=1000, description="Reranked items put into the prompt.")
     auth: AuthConfig = Field(default_factory=AuthConfig, description="API keys.")
@@ -159,7 +169,9 @@ class ServeArgs(StrictModel):
     def sampling(self) -> CandidateSampling:
         """How the N candidates are drawn (as the adapter's training labels were)."""
         return CandidateSampling(n=self.n_candidates, temperature=self.candidate_temperature,
-                                 greedy_first=self.greedy_candidate)
+                                 greedy_first=self.greedy_candidate,
+                                 bare_greedy=self.bare_greedy_candidate,
+                                 bare_samples=self.bare_candidates)
 
     def selection_guard(self) -> SelectionGuard:
         """When the adapter's pick is replaced, and by what (hydralm/pipeline/selection.py)."""
@@ -180,6 +192,11 @@ class ServeArgs(StrictModel):
         if self.n_candidates > self.limits.max_n:
             raise ValueError(f"n_candidates ({self.n_candidates}) must not exceed limits.max_n "
                              f"({self.limits.max_n})")
+        fixed = self.greedy_candidate + self.bare_greedy_candidate + self.bare_candidates
+        if fixed > self.n_candidates:
+            raise ValueError(f"bare_candidates ({self.bare_candidates}) plus the greedy "
+                             f"candidates ({fixed - self.bare_candidates}) exceed n_candidates "
+                             f"({self.n_candidates})")
         scorer_uri = self.scorer.registry_uri
         if self.history_backend == "postgres" and self.history_path is not None:
             raise ValueError(f"history_path ({self.history_path!r}) is a SQLite file; with "

@@ -21,7 +21,7 @@ import copy
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -115,17 +115,19 @@ async def _choose_guard(cfg: EvalConfig, personalizer: Personalizer, dataset: Da
                         progress: bool) -> dict[str, Any]:
     """Set `personalizer.guard` from the config, or choose its threshold on the training users'
     held-out queries; returns what was chosen and from what."""
-    rule = cfg.guard.rule
+    rules = ["consensus", "first"] if cfg.guard.rule == "auto" else [cfg.guard.rule]
     if cfg.guard.min_spread is not None or not any(
             m in cfg.methods for m in ("hydra", "hydra_adapter")):
-        personalizer.guard = SelectionGuard(cfg.guard.min_spread or 0.0, rule)
-        return {"min_spread": personalizer.guard.min_spread, "chosen_on": "config"}
+        personalizer.guard = SelectionGuard(cfg.guard.min_spread or 0.0, rules[0])
+        return {"min_spread": personalizer.guard.min_spread, "rule": rules[0],
+                "chosen_on": "config"}
     queries, histories = _held_out_train_queries(dataset, train_users, labelled,
                                                  cfg.max_queries_per_user)
     if not queries:
-        personalizer.guard = SelectionGuard(0.0, rule)
-        return {"min_spread": 0.0, "chosen_on": "off: no training query is held out "
-                                               "(labels.max_queries_per_user unset)"}
+        personalizer.guard = SelectionGuard(0.0, rules[0])
+        return {"min_spread": 0.0, "rule": rules[0],
+                "chosen_on": "off: no training query is held out "
+                             "(labels.max_queries_per_user unset)"}
     test_history = personalizer.history
     personalizer.history = MemoryHistory(histories)
     try:
@@ -134,8 +136,8 @@ async def _choose_guard(cfg: EvalConfig, personalizer: Personalizer, dataset: Da
     finally:
         personalizer.history = test_history
     choice = choose_guard(personalizer.task, [
-        CalibrationRow(o.candidates, o.adapter_scores, o.gold) for o in outcomes], rule=rule)
-    personalizer.guard = SelectionGuard(choice.min_spread, rule)
+        CalibrationRow(o.candidates, o.adapter_scores, o.gold) for o in outcomes], rule=rules)
+    personalizer.guard = SelectionGuard(choice.min_spread, choice.rule)
     return {**choice.to_dict(), "chosen_on": "training users' held-out queries"}
 
 
@@ -316,13 +318,31 @@ def summarize(cfg: EvalConfig, runs: list[SeedRun], *, generator: str,
     selection = {**selection_diagnostics(task, pooled),
                  "fallback_rate": fallback_rates(pooled)["by_method"],
                  "guard_min_spread": {str(r.seed): r.stats.get("guard", {}).get("min_spread")
-                                      for r in runs}}
+                                      for r in runs},
+                 "guard_rule": {str(r.seed): r.stats.get("guard", {}).get("rule") for r in runs},
+                 **_policy(cfg, runs)}
     return build_result(dataset=cfg.dataset_name, task=task, generator=generator,
                         users=runs[0].users, seeds=[r.seed for r in runs], methods=methods,
                         difference=difference, selection=selection,
                         precision_comparison=_precisions(cfg, runs, scores, options),
                         head_comparison=_heads(cfg, runs, scores, options),
                         zero_fit=_zero_fit(scores, methods, task, options), run=run_info)
+
+
+def _policy(cfg: EvalConfig, runs: list[SeedRun]) -> dict[str, Any]:
+    """The candidate policy and HYDRA's primary metric on the training users' held-out queries
+    under it (the guard calibration's, at the chosen guard): what compares policies without
+    looking at test users (docs/RESULTS.md)."""
+    per_seed = {}
+    for run in runs:
+        guard = run.stats.get("guard", {})
+        metric = guard.get("metric_by_threshold", {}).get(str(guard.get("min_spread")))
+        if metric is not None:
+            per_seed[str(run.seed)] = metric
+    return {"candidate_policy": asdict(cfg.labels.sampling()),
+            "train_heldout_hydra": {"by_seed": per_seed, "queries": sum(
+                r.stats.get("guard", {}).get("queries", 0) for r in runs),
+                "mean": sum(per_seed.values()) / len(per_seed) if per_seed else None}}
 
 
 def _gain(scores: dict[str, list[QueryScores]], row: str, baseline: str, task,

@@ -47,7 +47,8 @@ def _key(payload: dict) -> str:
 
 # Label settings added after shards were first written: left out of the key while they hold the
 # value that reproduces the old rows, so shards written before they existed stay valid.
-_ADDED_LATER = {"adapter_greedy_candidate": False, "adapter_best_candidate_positive": False}
+_ADDED_LATER = {"adapter_greedy_candidate": False, "adapter_best_candidate_positive": False,
+                "adapter_bare_greedy_candidate": False, "adapter_bare_samples": 0}
 
 
 def settings_key(cfg: JobConfig, model: str, stage: str, retrieval: str = "") -> dict:

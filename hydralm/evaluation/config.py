@@ -56,9 +56,19 @@ class GuardConfig(StrictModel):
         description="Adapter-score spread below which a pick counts as collapsed. None: chosen "
                     "per seed on the training users' held-out queries (those beyond "
                     "labels.max_queries_per_user), never on test users; 0: off.")
-    rule: Literal["consensus", "first"] = Field(
+    rule: Literal["consensus", "first", "auto"] = Field(
         "consensus", description="What picks instead: the candidate the others agree with "
-                                 "most, or the first (greedy) candidate.")
+                                 "most, or the first candidate (the greedy answer; the bare "
+                                 "query's with labels.adapter_bare_greedy_candidate); auto: "
+                                 "whichever of the two scores better on the training users' "
+                                 "held-out queries, with min_spread chosen there too.")
+
+    @model_validator(mode="after")
+    def _auto_is_chosen(self) -> GuardConfig:
+        if self.rule == "auto" and self.min_spread is not None:
+            raise ValueError("guard.rule auto is chosen with the threshold on training users' "
+                             "held-out queries: leave guard.min_spread unset (null)")
+        return self
 
 
 class EvalConfig(StrictModel):

@@ -200,6 +200,12 @@ def markdown_table(result: Mapping[str, Any]) -> str:
         if sel.get("fallback_rate"):
             rates = ", ".join(f"{m} {r:.1%}" for m, r in sel["fallback_rate"].items())
             lines[-1] += f" The selection guard replaced the adapter's pick for {rates}."
+        policy, held_out = sel.get("candidate_policy"), sel.get("train_heldout_hydra") or {}
+        if policy:
+            lines += ["", f"Candidate policy: {_describe_policy(policy)}."]
+            if held_out.get("mean") is not None:
+                lines[-1] += (f" HYDRA on the training users' {held_out['queries']} held-out "
+                              f"queries (what compares policies): {held_out['mean']:.3f}.")
     if result.get("precision_comparison"):
         lines += ["", _precision_line(result["precision_comparison"])]
     if result.get("head_comparison"):
@@ -212,6 +218,18 @@ def markdown_table(result: Mapping[str, Any]) -> str:
         lines += ["", f"Zero-fit heads (hydra_zero_fit) on {zero_fit['metric']}, paired "
                       f"difference (positive: zero-fit better): {'; '.join(cells)}."]
     return "\n".join(lines) + "\n"
+
+
+def _describe_policy(policy: Mapping[str, Any]) -> str:
+    """A candidate policy (CandidateSampling's fields) in words: where the N candidates come
+    from."""
+    n, fixed = policy["n"], policy.get("bare_greedy", False) + policy.get("greedy_first", False)
+    bare = policy.get("bare_samples", 0)
+    parts = (["the bare query's greedy answer"] * bool(policy.get("bare_greedy"))
+             + ["the personalized prompt's greedy answer"] * bool(policy.get("greedy_first"))
+             + [f"{n - fixed - bare} personalized-prompt samples"] * bool(n - fixed - bare)
+             + [f"{bare} bare-query samples"] * bool(bare))
+    return f"{n} candidates: " + ", ".join(parts) + f" (temperature {policy['temperature']:g})"
 
 
 def _differences(cmp: Mapping[str, Any]) -> str:

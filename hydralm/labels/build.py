@@ -93,6 +93,7 @@ async def _label_adapter(task, generator: Generator, user: UserData, stage: Stag
     tokens, sampling = cfg.answer_tokens(task.kind), cfg.sampling()
     samples = await asyncio.gather(*(
         sampling.sample(generator, [{"role": "user", "content": c.prompt}],
+                        bare=[{"role": "user", "content": c.query.input}],
                         max_tokens=tokens, choices=task.choices())
         for c in calls))
     best = cfg.adapter_best_candidate_positive

@@ -33,9 +33,18 @@ class LabelsConfig(StrictModel):
     adapter_temperature: float = Field(1.0, gt=0.0, le=2.0,
                                        description="Sampling temperature of adapter candidates.")
     adapter_greedy_candidate: bool = Field(
-        False, description="Candidate 0 of each adapter prompt is the greedy answer and the "
-                           "other n_candidates - 1 are sampled (the paper samples all N). Serving "
-                           "and eval draw candidates the same way (sampling()).")
+        False, description="One candidate of each adapter prompt is its greedy answer (candidate "
+                           "0, or 1 after the bare query's) and the others are sampled (the paper "
+                           "samples all N). Serving and eval draw candidates the same way "
+                           "(sampling()).")
+    adapter_bare_greedy_candidate: bool = Field(
+        False, description="Candidate 0 is the bare query's greedy answer (the zero-shot "
+                           "answer, no history items in the prompt): the pool then always holds "
+                           "what zero-shot answers. See hydralm/pipeline/candidates.py.")
+    adapter_bare_samples: int = Field(
+        0, ge=0, le=128, description="Of the n_candidates, this many are sampled from the bare "
+                                     "query (at adapter_temperature) instead of the "
+                                     "personalized prompt.")
     adapter_best_candidate_positive: bool = Field(
         False, description="Generation tasks: the best-scoring candidates (ROUGE against the gold, "
                            "above 0) are positives besides the gold (the paper labels only the "
@@ -62,12 +71,20 @@ class LabelsConfig(StrictModel):
             raise ValueError(f"labels.k_prompt ({self.k_prompt}) must not exceed "
                              f"labels.k_retrieve ({self.k_retrieve}): the prompt's items are "
                              "picked from the retrieved ones")
+        fixed = (self.adapter_greedy_candidate + self.adapter_bare_greedy_candidate
+                 + self.adapter_bare_samples)
+        if fixed > self.n_candidates:
+            raise ValueError(f"labels.adapter_bare_samples ({self.adapter_bare_samples}) plus the "
+                             f"greedy candidates ({fixed - self.adapter_bare_samples}) exceed "
+                             f"labels.n_candidates ({self.n_candidates})")
         return self
 
     def sampling(self) -> CandidateSampling:
         """How adapter candidates are drawn: for the labels and for the pipeline alike."""
         return CandidateSampling(n=self.n_candidates, temperature=self.adapter_temperature,
-                                 greedy_first=self.adapter_greedy_candidate)
+                                 greedy_first=self.adapter_greedy_candidate,
+                                 bare_greedy=self.adapter_bare_greedy_candidate,
+                                 bare_samples=self.adapter_bare_samples)
 
     def answer_tokens(self, kind: str) -> int:
         """Completion tokens per answer for a task kind (the serving pipeline's default)."""

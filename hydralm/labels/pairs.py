@@ -8,8 +8,9 @@ Pure functions of one user's data. Pair texts come from `hydralm.pipeline` (`rer
   `task.item_target(item)` the gold). A pseudo-query never retrieves the item it was made from.
 - Reranker: a real query is paired with its BM25 top-k history items; a pseudo-query with the k
   items most similar to its item (`most_similar`). Each pair is one one-shot call.
-- Adapter: one call per query samples N candidates from the RAG prompt with the top `k_prompt`
-  items (BM25 order, or reordered by a reranker when one is given).
+- Adapter: per query, N candidates drawn by the labels' candidate policy from the RAG prompt with
+  the top `k_prompt` items (BM25 order, or reordered by a reranker when one is given) and, when
+  the policy says so, from the bare query (hydralm/pipeline/candidates.py).
 
 `fit_queries` (new users) takes no queries at all: a new user's fit data is built from their
 history alone, never from their test queries or golds.

@@ -1,8 +1,9 @@
 """The HYDRA inference pipeline for one query, and the prompt-only baselines it generalizes.
 
 retrieve (BM25 top-k of the user's own history) -> rerank (the user's reranker head keeps the best
-`k_prompt`) -> prompt (the task's RAG prompt) -> generate (N samples) -> select (the user's adapter
-head scores prompt + candidate, the best wins). Each baseline of the paper is this pipeline with a
+`k_prompt`) -> prompt (the task's RAG prompt) -> generate (N candidates, drawn by the candidate
+policy: from this prompt, and from the bare query when the policy says so) -> select (the user's
+adapter head scores prompt + candidate, the best wins). Each baseline of the paper is this pipeline with a
 different retrieval and selection: see METHODS.
 
 Every scorer call carries the user's history as hashed term counts (`history_profile`): a user
@@ -115,7 +116,8 @@ class Personalizer:
         messages = [{"role": "user", "content": prompt}]
         if spec.selection == "adapter":
             samples = await self.sampling.draw(
-                self.generator, messages, n=n_candidates or self.n_candidates,
+                self.generator, messages, bare=[{"role": "user", "content": query_input}],
+                n=n_candidates or self.n_candidates,
                 max_tokens=self.max_tokens, choices=self.task.choices(), options=options,
                 seed=seed)
         else:

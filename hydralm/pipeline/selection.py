@@ -8,7 +8,8 @@ the pick falls back to a rule that needs no head:
   (classification, rating) the most frequent parsed answer; for generation the candidate with the
   highest mean unigram F1 against the other candidates (minimum-Bayes-risk selection). Ties go to
   the higher adapter score, then the earlier candidate.
-- "first": candidate 0 (the greedy answer when the sampling policy puts it first).
+- "first": candidate 0 (the greedy answer when the sampling policy puts it first: the bare query's
+  with `bare_greedy`, the zero-shot answer).
 """
 
 from __future__ import annotations

@@ -39,6 +39,12 @@ def _quick_config(tmp_path) -> str:
     doc["labels"] = {**doc["labels"], "k_retrieve": 4, "k_prompt": 2,
                      "pseudo_queries_per_user": 1, "similar_per_pseudo": 2}
     doc["compare_head"] = {"form": "residual", "rank": 4, "dtype": "bfloat16"}
+    # candidates from two prompts: the bare query's greedy answer first, 2 of its samples
+    doc["labels"].update(adapter_bare_greedy_candidate=True, adapter_bare_samples=2)
+    # one of each training user's 2 queries held out: the guard's rule and threshold are
+    # chosen on them, and they give the policy's training-users figure
+    doc["labels"]["max_queries_per_user"] = 1
+    doc["guard"] = {"rule": "auto"}
     path = tmp_path / "eval-quick-tiny.yaml"
     path.write_text(yaml.safe_dump(doc), encoding="utf-8")
     return str(path)
@@ -64,9 +70,17 @@ def test_quick_eval_writes_the_table_and_a_rerun_costs_no_generator_call(
     for row, metrics in first["methods"].items():
         for name, e in metrics.items():
             assert e["ci_low"] <= e["mean"] <= e["ci_high"], (row, name, e)
-    # The oracle picks among hydra's own candidates: never below hydra.
-    assert first["methods"]["oracle_best_of_8"]["accuracy"]["mean"] >= \
-        first["methods"]["hydra"]["accuracy"]["mean"]
+    # The oracle picks among hydra's own candidates: never below hydra, and never below
+    # zero-shot either, since the bare query's greedy answer is candidate 0 of every pool.
+    oracle = first["methods"]["oracle_best_of_8"]["accuracy"]["mean"]
+    assert oracle >= first["methods"]["hydra"]["accuracy"]["mean"]
+    assert oracle >= first["methods"]["zero_shot"]["accuracy"]["mean"]
+    selection = first["selection"]
+    assert selection["candidate_policy"] == {"n": 8, "temperature": 1.0, "greedy_first": False,
+                                             "bare_greedy": True, "bare_samples": 2}
+    assert selection["guard_rule"]["0"] in ("consensus", "first")
+    held_out = selection["train_heldout_hydra"]
+    assert held_out["queries"] == 8 and 0.0 <= held_out["mean"] <= 1.0
     table = (tmp_path / "results" / "quality_synth_synth-tag.md").read_text()
     assert "| hydra |" in table and "| oracle_best_of_8 |" in table
     # Zero-fit heads: the bases carry the router over the 8 training users, and every test

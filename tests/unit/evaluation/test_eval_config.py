@@ -33,6 +33,9 @@ def _cfg(**overrides) -> EvalConfig:
     ({"dataset": "has space"}, "dataset"),
     ({"labels": {"k_prompt": 8, "k_retrieve": 4}}, "k_prompt"),
     ({"surprise": 1}, "surprise"),
+    ({"guard": {"rule": "auto", "min_spread": 0.1}}, "leave guard.min_spread unset"),
+    ({"labels": {"n_candidates": 4, "adapter_bare_samples": 4,
+                 "adapter_greedy_candidate": True}}, "exceed labels.n_candidates \\(4\\)"),
 ])
 def test_bad_configs_are_rejected_naming_the_field(overrides, message):
     with pytest.raises(ConfigError, match=message):

@@ -29,3 +29,21 @@ def test_a_decisive_right_adapter_keeps_the_guard_off():
 def test_no_rows_means_no_guard():
     choice = choose_guard(TAG, [CalibrationRow(["only"], [0.5], "only")])
     assert (choice.min_spread, choice.queries, choice.metric_by_threshold) == (0.0, 0, {})
+
+
+def test_auto_picks_the_rule_whose_fallback_scores_better_on_the_rows():
+    # Collapsed scores; the majority is wrong, candidate 0 (the bare query's greedy answer) right.
+    rows = [CalibrationRow(["romance", "comedy", "comedy", "sci-fi"], [0.031, 0.030, 0.032, 0.03],
+                           "romance")] * 4
+    consensus = choose_guard(TAG, rows)
+    both = choose_guard(TAG, rows, rule=["consensus", "first"])
+    assert consensus.rule == "consensus" and consensus.metric_by_threshold[
+        str(consensus.min_spread)] == 0.0
+    assert both.rule == "first" and both.min_spread == 0.005
+    assert both.metric_by_rule == {"consensus": 0.0, "first": 1.0}
+    assert both.to_dict()["rule"] == "first"
+
+
+def test_auto_keeps_the_first_listed_rule_on_a_tie():
+    rows = [CalibrationRow(["romance", "comedy", "comedy"], [0.9, 0.1, 0.2], "romance")] * 3
+    assert choose_guard(TAG, rows, rule=["consensus", "first"]).rule == "consensus"

@@ -131,3 +131,18 @@ def test_selection_rate_against_random_goes_into_the_document_and_the_table():
                                  users={"train": 1, "test": 1}, seeds=[0], methods=methods,
                                  selection={"queries": 0})
     assert no_candidates["selection"] is None and "Selection" not in markdown_table(no_candidates)
+
+
+def test_the_candidate_policy_and_its_training_users_figure_go_into_the_table():
+    task = get_task("synth-title")
+    methods = {"hydra": {"rouge-1": Estimate(0.2, 0.1, 0.3)}}
+    selection = {"queries": 10, "adapter_picks_best": 0.3, "random_picks_best": 0.1,
+                 "candidate_policy": {"n": 8, "temperature": 1.0, "greedy_first": True,
+                                      "bare_greedy": True, "bare_samples": 3},
+                 "train_heldout_hydra": {"by_seed": {"0": 0.25}, "queries": 48, "mean": 0.25}}
+    doc = build_result(dataset="synth", task=task, generator="g", users={"train": 1, "test": 1},
+                       seeds=[0], methods=methods, selection=selection)
+    assert ("Candidate policy: 8 candidates: the bare query's greedy answer, the personalized "
+            "prompt's greedy answer, 3 personalized-prompt samples, 3 bare-query samples "
+            "(temperature 1). HYDRA on the training users' 48 held-out queries (what compares "
+            "policies): 0.250.") in markdown_table(doc)

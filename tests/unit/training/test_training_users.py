@@ -77,6 +77,11 @@ def test_a_setting_added_later_keys_shards_only_when_it_changes_the_rows(tmp_pat
     labels = settings_key(cfg, "adapter", "train")["labels"]
     assert "adapter_greedy_candidate" not in labels
     assert "adapter_best_candidate_positive" not in labels
+    assert "adapter_bare_greedy_candidate" not in labels and "adapter_bare_samples" not in labels
     cfg.labels.adapter_greedy_candidate = True
     assert settings_key(cfg, "adapter", "train")["labels"]["adapter_greedy_candidate"] is True
-    assert plan_shards(cfg, "adapter", "train", users)[0].name != before
+    greedy = plan_shards(cfg, "adapter", "train", users)[0].name
+    assert greedy != before
+    cfg.labels.adapter_bare_samples = 2
+    assert settings_key(cfg, "adapter", "train")["labels"]["adapter_bare_samples"] == 2
+    assert plan_shards(cfg, "adapter", "train", users)[0].name not in (before, greedy)
