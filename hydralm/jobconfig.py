@@ -123,13 +123,22 @@ class TrainConfig(StrictModel):
     global_head: bool = Field(
         True, description="Also train a global head on every user's pairs (beyond the paper), "
                           "used for users with no head of their own.")
-    zero_fit_users: int = Field(
-        4, ge=0, le=1024,
-        description="Training users whose heads a zero-fit head mixes (beyond the paper: a user "
-                    "with history and no fitted head is scored by the heads of the training "
-                    "users with the most similar histories; hydralm/model/zero_fit.py). The "
-                    "router is published with the bases. 0: no zero-fit heads (the global head "
-                    "serves such users).")
+    zero_fit_users: int | Literal["auto"] = Field(
+        "auto", description="Training users whose heads a zero-fit head mixes (beyond the paper: "
+                            "a user with history and no fitted head is scored by the heads of the "
+                            "training users with the most similar histories; "
+                            "hydralm/model/zero_fit.py). auto: chosen per model kind after "
+                            "training, each training user routed as if new over the others "
+                            "(leave one out) on their own label pairs. The router is published "
+                            "with the bases. 0: no zero-fit heads (the global head serves such "
+                            "users).")
+
+    @field_validator("zero_fit_users")
+    @classmethod
+    def _zero_fit_users(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and not 0 <= value <= 1024:
+            raise ValueError(f"zero_fit_users must be auto or between 0 and 1024, got {value}")
+        return value
     seed: int = Field(0, ge=0, description="Seed of initialisation and shuffling.")
     num_workers: int = Field(1, ge=1, le=4096, description="Ray Train workers (DDP ranks).")
     use_gpu: bool = Field(False, description="One GPU per worker, NCCL; else CPU and gloo.")

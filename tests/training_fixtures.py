@@ -63,9 +63,11 @@ def tiny_job(work_dir: Path, encoder: Path, **sections: Any) -> JobConfig:
     return JobConfig.from_yaml(path)
 
 
-def write_fake_labels(cfg: JobConfig, rows_per_user: int = 12, seed: int = 0) -> None:
+def write_fake_labels(cfg: JobConfig, rows_per_user: int = 12, seed: int = 0,
+                      rows_per_query: int = 1) -> None:
     """Label shards and manifests for every model and stage, as `hydralm labels` leaves them
-    (pair texts from the users' own items; labels random but reproducible)."""
+    (pair texts from the users' own items; labels random but reproducible, the score equal to
+    the label; `rows_per_query` rows share a query id)."""
     from training.files import write_parquet
     from training.label_store import plan_shards, write_manifest
     from training.users import prepare_users
@@ -81,12 +83,13 @@ def write_fake_labels(cfg: JobConfig, rows_per_user: int = 12, seed: int = 0) ->
                 for user in shard.users:
                     profile = dataset.profile(user)
                     for i in range(rows_per_user):
-                        item = profile[i % len(profile)]
+                        item, label = profile[i % len(profile)], rng.randint(0, 1)
                         rows.append(LabelRecord(
-                            model=model, stage=stage, user_id=user, query_id=f"q{i}",
-                            source="pseudo", item_id=str(item["id"]), first=item["tag"],
+                            model=model, stage=stage, user_id=user,
+                            query_id=f"q{i // rows_per_query}", source="pseudo",
+                            item_id=str(item["id"]), first=item["tag"],
                             second=item["description"], answer="", gold=item["tag"],
-                            score=0.0, label=rng.randint(0, 1)))
+                            score=float(label), label=label))
                 table = labels_to_table(rows)
                 write_parquet(shard.uri, table)
                 counts[shard.name] = {"rows": table.num_rows,

@@ -50,7 +50,8 @@ def train_seed(job: JobConfig, *, base_url: str, progress: bool = True,
             trained[kind] = {"model": kind, "run": published, "skipped": True}
         else:
             trained[kind] = train_stage(job, [kind], progress=progress)["models"][0]
-    ensure_router(job, split.train)     # bases trained before zero-fit heads existed get one
+    # bases trained before zero-fit heads (or before their k was chosen) get a router
+    ensure_router(job, split.train)
     fitted = fit_stage(job, KINDS, progress=progress)
     summary.update(generator_calls=sum(s["generator_calls"] for s in labels), labels=labels,
                    train=trained, fit=fitted, seconds=round(time.monotonic() - start, 1))

@@ -34,7 +34,7 @@ from training.loop import CHECKPOINT_FILE, LoopSpec, train_loop
 from training.model_build import build_joint_model
 from training.progress import RemoteBar, driver_bar
 from training.ray_env import storage_target, worker_env
-from training.routing import build_router
+from training.routing import build_router, ensure_router
 from training.users import UserSplit
 
 __all__ = ["RayTrainSession", "run_name", "run_train", "train_kind"]
@@ -174,4 +174,6 @@ def run_train(cfg: JobConfig, split: UserSplit, kinds: list[str], *,
     registry = Registry(cfg.paths.registry)
     # the zero-fit router over this split's training users (whose heads it mixes)
     version = publish_models(registry, trained, build_router(cfg, split.train))
+    # zero_fit_users auto: each kind's k chosen on the training users, published again with it
+    version = ensure_router(cfg, split.train) or version
     return {"base_version": version, "registry": cfg.paths.registry, "models": summaries}

@@ -13,6 +13,12 @@ top_k           = the k training users with the highest cosine v(user) . v(t), c
 score(pair)     = sum_t w_t * softmax(head_t(base(pair)))[1],  w_t = cosine_t / sum(cosines)
 ```
 
+k is chosen per model kind on the training users themselves (`train.zero_fit_users: auto`,
+`leave_one_out`): each training user is routed as if new (their own head left out) and the
+mixture's scores of their own label pairs are compared with the labels' scores (pairwise ordering
+accuracy within each query); the k of `K_GRID` (and every other training user) with the best mean
+over users wins, ties to the smaller k. No test user and no held-out query is involved.
+
 The mixture combines the heads' outputs (probabilities), never their weights: independently
 initialised heads do not share a parameterization. A user whose history shares no term with any
 training user gets no mixture (the global head serves them). `Router` is built from the training
@@ -26,18 +32,23 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from itertools import combinations
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from hydralm.retrieval.bm25 import tokenize
 
-__all__ = ["DEFAULT_DIM", "DEFAULT_K", "Profile", "Router", "history_profile"]
+__all__ = ["DEFAULT_DIM", "DEFAULT_K", "K_GRID", "Profile", "Router", "history_profile",
+           "leave_one_out", "pairwise_accuracy"]
 
 DEFAULT_DIM = 4096
 DEFAULT_K = 4
+# the k tried by leave_one_out (capped at the training users less the one left out)
+K_GRID: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
 
 # (hashed term, count) pairs, sorted by term: small, hashable and JSON-able (it crosses from the
 # ingress to the scorer replica with each request)
@@ -73,6 +84,9 @@ class Router:
     vectors: Tensor         # [U, dim] float32, rows L2-normalised tf-idf
     idf: Tensor             # [dim] float32
     k: int = DEFAULT_K
+    # per model kind: its own k (chosen by leave_one_out), and how it was chosen
+    k_by_kind: Mapping[str, int] = field(default_factory=dict)
+    choice: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if len(self.users) != self.vectors.shape[0] or self.vectors.ndim != 2:
@@ -81,8 +95,8 @@ class Router:
         if self.idf.shape != (self.vectors.shape[1],):
             raise ValueError(f"idf of shape {tuple(self.idf.shape)} against dim "
                              f"{self.vectors.shape[1]}")
-        if self.k < 1:
-            raise ValueError(f"k must be at least 1, got {self.k!r}")
+        if self.k < 1 or any(k < 1 for k in self.k_by_kind.values()):
+            raise ValueError(f"k must be at least 1, got {self.k!r} and {dict(self.k_by_kind)!r}")
 
     @property
     def dim(self) -> int:
@@ -99,17 +113,23 @@ class Router:
         idf = torch.log((1.0 + len(users)) / (1.0 + df)) + 1.0          # smoothed, never 0
         return cls(users, _normalise(tf * idf), idf, k)
 
-    def mixture(self, profile: Profile, exclude: str | None = None) -> list[tuple[str, float]]:
+    def k_for(self, kind: str | None) -> int:
+        """How many heads the mixture of model `kind` takes."""
+        return self.k_by_kind.get(kind, self.k) if kind is not None else self.k
+
+    def mixture(self, profile: Profile, exclude: str | None = None, *,
+                kind: str | None = None, k: int | None = None) -> list[tuple[str, float]]:
         """(training user, weight) of the zero-fit head for `profile`, heaviest first, weights
         summing to 1; [] when no training user shares a term with it. `exclude`: a user never
-        mixed in (a training user routed as if new)."""
+        mixed in (a training user routed as if new); `kind`: the model kind whose k applies
+        (`k` overrides it)."""
         if not profile or not self.users:
             return []
         query = _normalise((_dense(profile, self.dim) * self.idf)[None])[0]
         cosine = self.vectors @ query                                        # [U]
         if exclude is not None and exclude in self.users:
             cosine[self.users.index(exclude)] = 0.0
-        top = torch.topk(cosine, min(self.k, len(self.users)))
+        top = torch.topk(cosine, min(k or self.k_for(kind), len(self.users)))
         picked = [(self.users[i], float(c)) for c, i in zip(top.values.tolist(),
                                                             top.indices.tolist(), strict=True)
                   if c > 0.0]
@@ -121,12 +141,62 @@ class Router:
         return {"vectors": self.vectors.to(torch.float16), "idf": self.idf}
 
     def config(self) -> dict:
-        return {"users": list(self.users), "k": self.k, "dim": self.dim}
+        out: dict[str, Any] = {"users": list(self.users), "k": self.k, "dim": self.dim}
+        if self.k_by_kind:
+            out["k_by_kind"] = dict(self.k_by_kind)
+        if self.choice is not None:
+            out["choice"] = dict(self.choice)
+        return out
 
     @classmethod
     def from_state(cls, state: Mapping[str, Tensor], config: Mapping) -> Router:
         return cls(tuple(config["users"]), state["vectors"].float(), state["idf"].float(),
-                   int(config["k"]))
+                   int(config["k"]), {str(kind): int(k) for kind, k in
+                                      config.get("k_by_kind", {}).items()},
+                   config.get("choice"))
+
+
+def pairwise_accuracy(scores: Sequence[float], targets: Sequence[float]) -> tuple[int, int]:
+    """(pairs ordered like `targets`, pairs with different targets) among one query's rows."""
+    right = total = 0
+    for a, b in combinations(range(len(targets)), 2):
+        if targets[a] == targets[b]:
+            continue
+        total += 1
+        right += (scores[a] - scores[b]) * (targets[a] - targets[b]) > 0
+    return right, total
+
+
+def leave_one_out(router: Router, profiles: Mapping[str, Profile], head_scores: Tensor,
+                  users: Sequence[str], groups: Mapping[str, Sequence[Sequence[int]]],
+                  targets: Sequence[float], *,
+                  grid: Sequence[int] = K_GRID) -> dict[int, float]:
+    """Mean over `users` of the pairwise accuracy (`pairwise_accuracy`, pooled over the user's
+    queries) of each k's zero-fit scores of the user's own rows, the user left out of the
+    mixture. `head_scores[i, r]` is `users[i]`'s head's score of row r; `groups[u]` the row
+    indices of each of u's queries; `targets[r]` the label's score of row r. The k of `grid`
+    beyond the users less one are left out and that many (every other user) is tried too."""
+    index = {u: i for i, u in enumerate(users)}
+    others = max(1, len(users) - 1)
+    ks = sorted({k for k in grid if k < others} | {others})
+    out: dict[int, float] = {}
+    for k in ks:
+        per_user = []
+        for user in users:
+            mix = [(index[t], w) for t, w in router.mixture(profiles[user], exclude=user, k=k)
+                   if t in index]
+            if not mix:
+                continue
+            scores = sum(w * head_scores[i] for i, w in mix).tolist()
+            right = total = 0
+            for rows in groups.get(user, ()):
+                r, t = pairwise_accuracy([scores[j] for j in rows], [targets[j] for j in rows])
+                right, total = right + r, total + t
+            if total:
+                per_user.append(right / total)
+        if per_user:
+            out[k] = sum(per_user) / len(per_user)
+    return out
 
 
 def _normalise(x: Tensor) -> Tensor:

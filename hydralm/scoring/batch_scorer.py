@@ -264,7 +264,7 @@ class BatchScorer:
         user themself left out), over those whose own head loads; None when there is none."""
         if served.router is None or not group.profile:
             return None
-        weights = served.router.mixture(group.profile, exclude=group.user_id)
+        weights = served.router.mixture(group.profile, exclude=group.user_id, kind=kind)
         cache = served.caches[kind]
         found = await asyncio.gather(*(cache.get(user) for user, _ in weights))
         kept = [(r.head, w) for r, (_, w) in zip(found, weights, strict=True)

@@ -19,6 +19,7 @@ from hydralm.cli import main
 from hydralm.evaluation import RESULT_SCHEMA
 from hydralm.evaluation.presets import preset
 from hydralm.scoring.bundle import bundle_head_configs
+from training.bases import bundle_config
 
 pytestmark = pytest.mark.integration
 
@@ -87,6 +88,11 @@ def test_quick_eval_writes_the_table_and_a_rerun_costs_no_generator_call(
     # user (synthetic taggers share words with some training user) was served by a mixture
     seed = first["run"]["eval"]["0"]
     assert seed["zero_fit_heads"] == {"adapter": 1.0, "reranker": 1.0}
+    # ... mixing per kind the k chosen on the 8 training users (leave one out), published
+    registry = Registry(str(tmp_path / "work" / "seed-0" / "registry"))
+    choice = bundle_config(registry)["zero_fit"]["choice"]
+    assert set(choice["k_by_kind"]) == {"reranker", "adapter"}
+    assert all(set(by_k) == {"1", "2", "4", "7"} for by_k in choice["accuracy_by_k"].values())
     assert seed["user_heads"] == {"adapter": 1.0, "reranker": 1.0}
     # The residual variant: the test users' heads refitted as residual heads on the same bases
     # (their own registry), smaller files, every HYDRA method run with them on the same queries.

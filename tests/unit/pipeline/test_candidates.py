@@ -149,7 +149,7 @@ def test_the_personalizer_draws_from_the_bare_query_too_and_the_adapter_scores_a
     class PrefersBare(PairScorer):
         async def score(self, kind, user_id, firsts, seconds, *, profile=None, prefer="user"):
             if kind == "adapter":
-                seen.extend(zip(firsts, seconds))
+                seen.extend(zip(firsts, seconds, strict=True))
             return PairScores([0.9 if s == "bare-sample-0" else 0.1 for s in seconds], "user")
 
     policy = CandidateSampling(n=4, greedy_first=True, bare_greedy=True, bare_samples=1)

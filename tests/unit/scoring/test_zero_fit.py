@@ -12,7 +12,7 @@ import torch
 
 from hydralm.artifacts import Registry
 from hydralm.model import BaseEncoder, HeadBank
-from hydralm.model.zero_fit import Router, history_profile
+from hydralm.model.zero_fit import Router, history_profile, leave_one_out, pairwise_accuracy
 from hydralm.scoring import LocalPairScorer, load_bundle_encoders, publish_random_registry
 from hydralm.scoring.bundle import bundle_router, load_bundle
 from hydralm.scoring.forward import ForwardJob, MixtureHead, score_jobs
@@ -147,3 +147,36 @@ def test_the_router_is_kept_by_a_partial_publish_and_added_to_an_older_bundle(tm
     publish_models(registry, [trained("adapter", 3)])               # the reranker carried over
     _, router = load_bundle(registry, ["reranker"], registry.base_version())
     assert router is not None and router.users == tuple(TRAINING)
+
+
+def test_leave_one_out_scores_each_k_by_the_mixture_of_the_other_users_heads():
+    profiles = {u: history_profile(t) for u, t in {
+        "ann": ["space space robots common"], "cyd": ["space robots common"],
+        "bob": ["love common"], "dee": ["bread common"]}.items()}
+    router = Router.from_profiles(profiles, k=2)
+    users = ["ann", "bob", "cyd", "dee"]
+    # ann's one query: rows 0 (target 1) and 1 (target 0); only cyd's head orders them right
+    head_scores = torch.tensor([[0.5, 0.5], [0.0, 1.0], [0.9, 0.1], [0.0, 1.0]])
+    by_k = leave_one_out(router, profiles, head_scores, users, {"ann": [[0, 1]]}, [1.0, 0.0],
+                         grid=(1, 3, 8))
+    assert set(by_k) == {1, 3}                    # 8 > the 3 users left once ann is out
+    assert router.mixture(profiles["ann"], exclude="ann", k=1)[0][0] == "cyd"
+    assert by_k[1] == 1.0                         # cyd alone
+    weights = dict(router.mixture(profiles["ann"], exclude="ann", k=3))
+    row0, row1 = (sum(weights[u] * head_scores[users.index(u), r] for u in weights)
+                  for r in (0, 1))
+    assert by_k[3] == float(row0 > row1) and set(weights) == {"bob", "cyd", "dee"}
+    assert pairwise_accuracy([0.2, 0.9, 0.5], [0.0, 1.0, 1.0]) == (2, 2)   # the tie is skipped
+
+
+def test_per_kind_k_travels_with_the_router():
+    router = Router(_router(k=1).users, _router().vectors, _router().idf, 1,
+                    {"adapter": 3}, {"chosen_on": "test"})
+    back = Router.from_state(router.state(), router.config())
+    assert back.k_for("adapter") == 3 and back.k_for("reranker") == 1 and back.k_for(None) == 1
+    assert back.choice == {"chosen_on": "test"}
+    profile = history_profile(["robots in space", "a wedding", "baking"])
+    assert len(back.mixture(profile, kind="adapter")) == 3
+    assert len(back.mixture(profile, kind="reranker")) == 1
+    with pytest.raises(ValueError, match="at least 1"):
+        Router(router.users, router.vectors, router.idf, 1, {"adapter": 0})
