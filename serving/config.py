@@ -141,8 +141,9 @@ class ServeArgs(StrictModel):
         1.0, gt=0.0, le=2.0, description="Sampling temperature of the candidates: the "
                                          "adapter's training labels' (labels.adapter_temperature).")
     greedy_candidate: bool = Field(
-        False, description="Candidate 0 is the greedy answer, the others sampled: as the "
-                           "adapter's training labels were drawn (labels.adapter_greedy_candidate).")
+        False, description="One candidate is the personalized prompt's greedy answer (candidate 0, "
+                           "or 1 after the bare query's), the others sampled: as the adapter's "
+                           "training labels were drawn (labels.adapter_greedy_candidate).")
     bare_greedy_candidate: bool = Field(
         False, description="Candidate 0 is the bare query's greedy answer (the zero-shot "
                            "answer): as the adapter's training labels were drawn "
