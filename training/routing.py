@@ -67,10 +67,9 @@ def choose_k(cfg: JobConfig, registry: Registry, router: Router,
             continue
         have = set(registry.list_users(kind))
         kind_users = [u for u in users if u in have]
-        records = [r for r in records if r.user_id in set(kind_users)]
+        records = [r for r in records if r.user_id in have]
         if len(kind_users) < 2 or not records:
             continue
-        x = encoders[kind].embed([r.first for r in records], [r.second for r in records])
         try:
             heads = [registry.load_head(kind, u) for u in kind_users]
         except StaleHeadError as exc:        # a kind carried over without its heads' base
@@ -80,6 +79,7 @@ def choose_k(cfg: JobConfig, registry: Registry, router: Router,
             log.info("zero-fit k of %s: its training heads are not dense; k stays %d", kind,
                      router.k)
             continue
+        x = encoders[kind].embed([r.first for r in records], [r.second for r in records])
         bank = temporary_bank(heads, "cpu")                               # [G] heads
         g, b = len(heads), len(records)
         logits = bank(x.float().repeat(g, 1), torch.arange(g).repeat_interleave(b))
