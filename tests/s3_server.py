@@ -127,6 +127,11 @@ class SeaweedS3:
         args = [weed, "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
                 "-webdav=false", "-admin.ui=false", "-master.telemetry=false",
                 "-s3.port.iceberg=0", "-s3.port.lance=0",
+                # every bucket (collection) takes volumes of its own; weed sizes volumes and
+                # their count by the free disk (1 GB each and free/1 GB of them at 14 GB free:
+                # 13 buckets, then "no free volumes left"). Small, sparse volumes and a fixed
+                # count make the test server independent of the disk.
+                "-master.volumeSizeLimitMB=64", "-volume.max=512",
                 f"-s3.localSocket={self.workdir / 's3.sock'}",
                 f"-filer.localSocket={self.workdir / 'filer.sock'}"]
         args += [f"-{flag}={port}" for flag, port in self.ports.items()]
