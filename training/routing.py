@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -37,24 +37,25 @@ def _profiles(cfg: JobConfig, users: Sequence[str]) -> dict[str, Profile]:
             for u in users}
 
 
-def build_router(cfg: JobConfig, users: Sequence[str]) -> Router | None:
-    """The router over `users` (the job's training users) from their histories, mixing
-    `train.zero_fit_users` heads (auto: DEFAULT_K until `ensure_router` chooses); None when the
-    job turns zero-fit heads off (train.zero_fit_users 0)."""
+def build_router(cfg: JobConfig, users: Sequence[str],
+                 profiles: Mapping[str, Profile] | None = None) -> Router | None:
+    """The router over `users` (the job's training users) from their histories (`profiles`, read
+    from the job's data when not given), mixing `train.zero_fit_users` heads (auto: DEFAULT_K
+    until `ensure_router` chooses); None when the job turns zero-fit heads off (0)."""
     wanted = cfg.train.zero_fit_users
     if wanted == 0:
         return None
-    return Router.from_profiles(_profiles(cfg, users),
+    return Router.from_profiles(profiles if profiles is not None else _profiles(cfg, users),
                                 k=DEFAULT_K if wanted == "auto" else int(wanted))
 
 
 @torch.inference_mode()
-def choose_k(cfg: JobConfig, registry: Registry, router: Router,
-             users: Sequence[str]) -> dict[str, Any]:
+def choose_k(cfg: JobConfig, registry: Registry, router: Router, users: Sequence[str],
+             profiles: Mapping[str, Profile]) -> dict[str, Any]:
     """Each kind's k by leave one out (hydralm/model/zero_fit.py) on the training users' label
-    pairs, scored by the registry's current bases and training users' heads: {"k_by_kind",
-    "accuracy_by_k" per kind, "users", "rows" per kind, "chosen_on"}."""
-    profiles = _profiles(cfg, users)
+    pairs (`profiles`: their history profiles), scored by the registry's current bases and
+    training users' heads: {"k_by_kind", "accuracy_by_k" per kind, "users", "rows" per kind,
+    "chosen_on"}."""
     config = bundle_config(registry) or {}
     kinds = [k for k in KINDS if k in config.get("kinds", {})]
     encoders, _ = load_bundle(registry, kinds, registry.base_version())
@@ -112,10 +113,11 @@ def ensure_router(cfg: JobConfig, users: Sequence[str]) -> str | None:
     current = config.get("zero_fit")
     if current is not None and (wanted != "auto" or "choice" in current):
         return None
-    router = build_router(cfg, users)
+    profiles = _profiles(cfg, users)
+    router = build_router(cfg, users, profiles)
     assert router is not None
     if wanted == "auto":
-        choice = choose_k(cfg, registry, router, users)
+        choice = choose_k(cfg, registry, router, users, profiles)
         router = Router(router.users, router.vectors, router.idf, router.k,
                         choice["k_by_kind"], choice)
         log.info("zero-fit heads: k per kind %s chosen on %d training users (leave one out; "

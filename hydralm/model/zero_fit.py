@@ -47,7 +47,7 @@ __all__ = ["DEFAULT_DIM", "DEFAULT_K", "K_GRID", "Profile", "Router", "history_p
 
 DEFAULT_DIM = 4096
 DEFAULT_K = 4
-# the k tried by leave_one_out (capped at the training users less the one left out)
+# the k tried by leave_one_out: those below the other training users' number, and all of them
 K_GRID: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
 
 # (hashed term, count) pairs, sorted by term: small, hashable and JSON-able (it crosses from the

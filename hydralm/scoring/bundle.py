@@ -4,7 +4,8 @@ The registry has one current base version, while the reranker and the adapter ea
 base. A published base is therefore a bundle: one state dict with each encoder's `BaseEncoder`
 weights under the prefix `<kind>.`, and the config
 `{"format": "hydralm-base-bundle/1", "kinds": {kind: {"model": ModelConfig, "dim": d, ...}},
-"zero_fit": {"users": [...], "k": k, "dim": D}}`.
+"zero_fit": {"users": [...], "k": k, "dim": D, "k_by_kind": {kind: k}, "choice": {...}}}`
+(`k_by_kind` and `choice` only where k was chosen per kind: `train.zero_fit_users: auto`).
 The ModelConfig's `head` says which head form (and storage dtype) the kind's heads have; a bundle
 written before head forms existed has none and means the dense head. `zero_fit` (optional: bundles
 published before it have none, and serve no zero-fit heads) is the router of zero-fit heads
