@@ -163,14 +163,15 @@ def add_router(registry: Registry, router: Router) -> str:
     return publish_models(registry, models, router)
 
 
-def republish_with_head(source: Registry, target: Registry, head: HeadConfig) -> str:
+def republish_with_head(source: Registry, target: Registry, head: HeadConfig | None) -> str:
     """Publish `source`'s current bases and global heads to `target` with every kind's users'
-    heads in the form `head` and no user heads (new users' heads are then fitted in that form
-    on the very same bases); returns `target`'s base version. A `target` already holding these
-    bases in that form is left as it is, with its heads."""
+    heads in the form `head` (None: each kind's own) and no user heads (new users' heads are then
+    fitted in that form on the very same bases); returns `target`'s base version. A `target`
+    already holding these bases in that form is left as it is, with its heads."""
     state, config = _current_bundle(source)
-    wanted = {kind: {**entry, "model": {**entry["model"], "head": head.model_dump(mode="json")}}
-              for kind, entry in config["kinds"].items()}
+    wanted = {kind: entry if head is None else {
+        **entry, "model": {**entry["model"], "head": head.model_dump(mode="json")}}
+        for kind, entry in config["kinds"].items()}
     existing = bundle_config(target)
     if existing is not None and all(
             existing["kinds"].get(k, {}).get("model") == e["model"]

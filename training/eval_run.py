@@ -6,7 +6,9 @@ for seed in cfg.seeds:
     job = cfg.job(seed)                      users drawn by seed, own work dir, shared cache
     labels -> train -> fit-users             training users: bases + heads; test users: heads
                                              fitted on their own history only
-    guard threshold <- training users' held-out queries (never test users), unless configured
+    guard threshold <- training users' held-out queries (never test users), unless configured,
+                       scored with the training users' heads fitted again from their own history
+                       (guard.heads: fitted; a calibration job in <seed>/guard-calibration)
     run_queries(Personalizer(...))           every method on the test users' queries
 bootstrap over queries, averaged over seeds  -> quality_<dataset>_<task>.{json,md,png}
 ```
@@ -62,7 +64,7 @@ from hydralm.pipeline import Personalizer
 from hydralm.pipeline.selection import SelectionGuard
 from hydralm.scoring import LocalPairScorer
 from hydralm.tasks import get_task
-from training.eval_train import fit_head_variant, train_seed
+from training.eval_train import fit_calibration_heads, fit_head_variant, train_seed
 from training.files import write_atomic
 from training.llm import embedded_generator
 from training.ray_env import ray_session
@@ -110,35 +112,49 @@ def _held_out_train_queries(dataset: Dataset, users: tuple[str, ...], labelled: 
     return queries, histories
 
 
-async def _choose_guard(cfg: EvalConfig, personalizer: Personalizer, dataset: Dataset,
-                        train_users: tuple[str, ...], labelled: int | None,
+def _calibrates(cfg: EvalConfig) -> bool:
+    """Whether the guard's threshold is chosen on training users' held-out queries."""
+    return (cfg.guard.calibrated and cfg.labels.max_queries_per_user is not None
+            and any(m in cfg.methods for m in ("hydra", "hydra_adapter")))
+
+
+async def _choose_guard(cfg: EvalConfig, seed: int, personalizer: Personalizer,
+                        dataset: Dataset, train_users: tuple[str, ...],
                         progress: bool) -> dict[str, Any]:
     """Set `personalizer.guard` from the config, or choose its threshold on the training users'
-    held-out queries; returns what was chosen and from what."""
+    held-out queries (with their fitted heads when `guard.heads` is fitted); returns what was
+    chosen and from what."""
     rules = ["consensus", "first"] if cfg.guard.rule == "auto" else [cfg.guard.rule]
-    if cfg.guard.min_spread is not None or not any(
-            m in cfg.methods for m in ("hydra", "hydra_adapter")):
+    if not cfg.guard.calibrated or not any(m in cfg.methods for m in ("hydra", "hydra_adapter")):
         personalizer.guard = SelectionGuard(cfg.guard.min_spread or 0.0, rules[0])
         return {"min_spread": personalizer.guard.min_spread, "rule": rules[0],
                 "chosen_on": "config"}
-    queries, histories = _held_out_train_queries(dataset, train_users, labelled,
+    queries, histories = _held_out_train_queries(dataset, train_users,
+                                                 cfg.labels.max_queries_per_user,
                                                  cfg.max_queries_per_user)
     if not queries:
         personalizer.guard = SelectionGuard(0.0, rules[0])
         return {"min_spread": 0.0, "rule": rules[0],
                 "chosen_on": "off: no training query is held out "
                              "(labels.max_queries_per_user unset)"}
-    test_history = personalizer.history
-    personalizer.history = MemoryHistory(histories)
+    fitted = cfg.guard.heads == "fitted"
+    twin = copy.copy(personalizer)
+    twin.history = MemoryHistory(histories)
+    if fitted:
+        twin.scorer = _scorer(cfg.job(seed, calibration=True), ["hydra"])
     try:
-        outcomes = await run_queries(personalizer, queries, ["hydra"], concurrency=cfg.concurrency,
+        outcomes = await run_queries(twin, queries, ["hydra"], concurrency=cfg.concurrency,
                                      progress=progress, desc="guard calibration")
     finally:
-        personalizer.history = test_history
+        if fitted:
+            twin.scorer.close()
     choice = choose_guard(personalizer.task, [
         CalibrationRow(o.candidates, o.adapter_scores, o.gold) for o in outcomes], rule=rules)
     personalizer.guard = SelectionGuard(choice.min_spread, choice.rule)
-    return {**choice.to_dict(), "chosen_on": "training users' held-out queries"}
+    heads = ("their heads fitted from their own history" if fitted
+             else "their jointly trained heads")
+    return {**choice.to_dict(), "heads": cfg.guard.heads,
+            "chosen_on": f"training users' held-out queries, {heads}"}
 
 
 def _scorer(job: JobConfig, methods: list[str],
@@ -229,8 +245,8 @@ def evaluate_seed(cfg: EvalConfig, job: JobConfig, seed: int, *, base_url: str,
 
     async def run() -> list[QueryOutcome]:
         try:
-            guard.update(await _choose_guard(cfg, personalizer, dataset, split.train,
-                                             labels.max_queries_per_user, progress))
+            guard.update(await _choose_guard(cfg, seed, personalizer, dataset, split.train,
+                                             progress))
             outcomes = await run_queries(personalizer, queries, cfg.methods,
                                          knn_k=labels.k_prompt, concurrency=cfg.concurrency,
                                          progress=progress, desc=f"eval seed {seed}")
@@ -431,11 +447,15 @@ def run_eval(cfg: EvalConfig, *, ray_address: str | None = None,
             if cfg.compare_head is not None:
                 training[str(seed)]["compare_head"] = fit_head_variant(
                     job, cfg.job(seed, cfg.compare_head), progress=progress)
+            if _calibrates(cfg) and cfg.guard.heads == "fitted":
+                training[str(seed)]["guard_calibration"] = fit_calibration_heads(
+                    job, cfg.job(seed, calibration=True), base_url=base_url, progress=progress)
             runs.append(evaluate_seed(cfg, job, seed, base_url=base_url, progress=progress))
     info = {
         "queries": sum(r.stats["queries"] for r in runs),
         "generator_calls": sum(r.stats["generator_calls"] for r in runs)
-        + sum(t.get("generator_calls", 0) for t in training.values()),
+        + sum(t.get("generator_calls", 0) + t.get("guard_calibration", {}).get(
+            "generator_calls", 0) for t in training.values()),
         "eval": {str(r.seed): r.stats for r in runs},
         "training": training,
         "seconds": round(time.monotonic() - start, 1),

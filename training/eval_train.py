@@ -5,6 +5,10 @@ reranker -> adapter labels (prompts reranked by the trained reranker) -> train t
 fit the test users' heads on the frozen bases. These are the job's own stages
 (`training.stages`), each skipping what is already done (label shards, finished Ray Train runs,
 fitted heads), so a re-run makes no generator call.
+
+The guard's calibration (`guard.heads: fitted`) fits the training users' heads once more as a
+new user's would be: labels from their own history, the fit stage on the same frozen bases, in a
+calibration job of its own (`fit_calibration_heads`).
 """
 
 from __future__ import annotations
@@ -22,9 +26,9 @@ from training.label_store import read_manifest
 from training.routing import ensure_router
 from training.stages import KINDS, STAGES, fit_stage, labels_stage, plan_label_runs, train_stage
 from training.train_job import run_name
-from training.users import prepare_users
+from training.users import UserSplit, pin_split, prepare_users
 
-__all__ = ["fit_head_variant", "train_seed"]
+__all__ = ["fit_calibration_heads", "fit_head_variant", "train_seed"]
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +78,26 @@ def fit_head_variant(job: JobConfig, variant: JobConfig, *,
     return json.loads(json.dumps({"registry": variant.paths.registry, "base_version": version,
                                   "head": variant.adapter.head.describe(), "fit": fitted,
                                   "seconds": round(time.monotonic() - start, 1)}, default=str))
+
+
+def fit_calibration_heads(job: JobConfig, calibration: JobConfig, *, base_url: str,
+                          progress: bool = True) -> dict[str, Any]:
+    """`job`'s training users fitted as new users in `calibration` (a job with its own work dir
+    and registry): `job`'s bases and global heads published there, their history labels made
+    ("fit" stage: their queries and golds are never read) and their heads fitted on the frozen
+    bases. Re-runs skip label shards and heads already made."""
+    start = time.monotonic()
+    _, split = prepare_users(job)
+    pin_split(calibration, UserSplit(split.train, split.train, dataset=split.dataset))
+    version = republish_with_head(Registry(job.paths.registry),
+                                  Registry(calibration.paths.registry), None)
+    labels = labels_stage(calibration, plan_label_runs(calibration, KINDS, ["fit"]),
+                          base_url=base_url, progress=progress)
+    fitted = fit_stage(calibration, KINDS, progress=progress)
+    return json.loads(json.dumps({
+        "registry": calibration.paths.registry, "base_version": version, "users": len(split.train),
+        "generator_calls": sum(s["generator_calls"] for s in labels), "fit": fitted,
+        "seconds": round(time.monotonic() - start, 1)}, default=str))
 
 
 def _published_run(job: JobConfig, kind: str) -> str | None:

@@ -23,7 +23,7 @@ from hydralm.errors import ConfigError, NotFoundError
 from hydralm.jobconfig import JobConfig, UsersConfig
 from training.files import exists, read_json, write_json
 
-__all__ = ["UserSplit", "draw_users", "load_split", "prepare_users"]
+__all__ = ["UserSplit", "draw_users", "load_split", "pin_split", "prepare_users"]
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +141,20 @@ def prepare_users(cfg: JobConfig) -> tuple[Dataset, UserSplit]:
     log.info("prepared %d training users and %d new users in %s", len(split.train),
              len(split.test), dataset.uri)
     return dataset, split
+
+
+def pin_split(cfg: JobConfig, split: UserSplit) -> UserSplit:
+    """Give `cfg`'s work dir the users of `split` (its dataset, not a new draw): later stages
+    read it as if `prepare_users` had drawn it. A work dir already holding this split is left as
+    it is; one holding another is refused."""
+    pinned = UserSplit(split.train, split.test, _fingerprint(cfg), split.dataset)
+    existing = _read_split(cfg.paths.split_file)
+    if existing is not None and existing != pinned:
+        raise ConfigError(f"{cfg.paths.work_dir} holds another user split; use another work_dir "
+                          "or delete that one")
+    if existing is None:
+        _write_split(cfg.paths.split_file, pinned)
+    return pinned
 
 
 def load_split(cfg: JobConfig) -> UserSplit:

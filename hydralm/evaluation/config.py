@@ -62,6 +62,19 @@ class GuardConfig(StrictModel):
                                  "query's with labels.adapter_bare_greedy_candidate); auto: "
                                  "whichever of the two scores better on the training users' "
                                  "held-out queries, with min_spread chosen there too.")
+    heads: Literal["fitted", "trained"] = Field(
+        "fitted", description="The training users' heads the threshold is chosen with. fitted: "
+                              "heads fitted again by the fit stage from each training user's "
+                              "own history, in a calibration job of the seed (the procedure the "
+                              "test users' heads come from, so their scores spread as the test "
+                              "users' do; costs the history labels of the training users and "
+                              "their fit); trained: the heads trained jointly with the bases "
+                              "(cheaper; their scores spread narrower).")
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether the threshold is chosen on training users (not set in the config)."""
+        return self.min_spread is None
 
     @model_validator(mode="after")
     def _auto_is_chosen(self) -> GuardConfig:
@@ -187,10 +200,14 @@ class EvalConfig(StrictModel):
         """quality_<dataset>_<task>: the name of the JSON, Markdown and PNG files."""
         return f"quality_{self.dataset_name}_{self.task}"
 
-    def job(self, seed: int, head: HeadConfig | None = None) -> JobConfig:
+    def job(self, seed: int, head: HeadConfig | None = None, *,
+            calibration: bool = False) -> JobConfig:
         """The training job of one seed: users drawn by it, its own work dir, the shared cache.
         With `head`: the same job whose test users' heads take that form, in a registry of its
-        own beside the job's (`registry-<form><rank>_<dtype>`; same labels and work dir)."""
+        own beside the job's (`registry-<form><rank>_<dtype>`; same labels and work dir).
+        With `calibration`: the guard's calibration job (`guard.heads: fitted`), where the seed's
+        training users are fitted as new users, in <work_dir>/guard-calibration (its own labels
+        and registry; same settings and cache)."""
         payload: dict[str, Any] = {
             "task": self.task, "data": self.data.model_dump(mode="json"),
             "users": UsersConfig(num_train_users=self.users.train,
@@ -206,6 +223,8 @@ class EvalConfig(StrictModel):
             for kind in ("reranker", "adapter"):
                 payload[kind] = {**payload[kind], "head": head.model_dump()}
             payload["registry"] = join_uri(payload["work_dir"], f"registry-{head_tag(head)}")
+        if calibration:
+            payload["work_dir"] = join_uri(payload["work_dir"], "guard-calibration")
         return JobConfig.from_dict(payload, source=f"the job of seed {seed}")
 
 

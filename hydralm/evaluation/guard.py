@@ -18,8 +18,10 @@ from hydralm.pipeline.selection import FallbackRule, SelectionGuard, select_cand
 
 __all__ = ["SPREAD_GRID", "CalibrationRow", "GuardChoice", "choose_guard"]
 
-# Thresholds on the spread (max - min) of the adapter's scores of one query's candidates.
-SPREAD_GRID: tuple[float, ...] = (0.0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
+# Thresholds on the spread (max - min) of the adapter's scores of one query's candidates (in
+# [0, 1]): fitted heads spread their scores over the whole range, jointly trained ones narrowly.
+SPREAD_GRID: tuple[float, ...] = (0.0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3,
+                                  0.5, 0.8, 1.0)
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,13 @@ def test_quick_eval_writes_the_table_and_a_rerun_costs_no_generator_call(
     assert selection["candidate_policy"] == {"n": 8, "temperature": 1.0, "greedy_first": False,
                                              "bare_greedy": True, "bare_samples": 2}
     assert selection["guard_rule"]["0"] in ("consensus", "first")
+    # ... with the 8 training users' heads fitted again from their own history (the test
+    # users' procedure), in the seed's calibration job
+    calibration = first["run"]["training"]["0"]["guard_calibration"]
+    assert calibration["users"] == 8 and calibration["generator_calls"] > 0
+    calibrated = Registry(str(tmp_path / "work" / "seed-0" / "guard-calibration" / "registry"))
+    assert len(calibrated.list_users("adapter")) == 8 == len(calibrated.list_users("reranker"))
+    assert first["run"]["eval"]["0"]["guard"]["heads"] == "fitted"
     held_out = selection["train_heldout_hydra"]
     assert held_out["queries"] == 8 and 0.0 <= held_out["mean"] <= 1.0
     table = (tmp_path / "results" / "quality_synth_synth-tag.md").read_text()

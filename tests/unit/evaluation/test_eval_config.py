@@ -34,6 +34,7 @@ def _cfg(**overrides) -> EvalConfig:
     ({"labels": {"k_prompt": 8, "k_retrieve": 4}}, "k_prompt"),
     ({"surprise": 1}, "surprise"),
     ({"guard": {"rule": "auto", "min_spread": 0.1}}, "leave guard.min_spread unset"),
+    ({"guard": {"heads": "joint"}}, "guard.heads"),
     ({"labels": {"n_candidates": 4, "adapter_bare_samples": 4,
                  "adapter_greedy_candidate": True}}, "exceed labels.n_candidates \\(4\\)"),
 ])
@@ -56,6 +57,18 @@ def test_each_seed_is_its_own_job_sharing_one_generator_cache():
     assert first.generator.cache == second.generator.cache == \
         "/tmp/hydralm-eval-test/generator-cache"
     assert cfg.result_stem == "quality_synth_synth-tag"
+
+
+def test_the_guard_calibration_job_is_the_seed_job_in_its_own_work_dir():
+    cfg = _cfg(seeds=[3])
+    job, calibration = cfg.job(3), cfg.job(3, calibration=True)
+    assert cfg.guard.heads == "fitted" and cfg.guard.calibrated
+    assert calibration.work_dir == f"{job.work_dir}/guard-calibration"
+    assert calibration.paths.registry == f"{job.work_dir}/guard-calibration/registry"
+    assert calibration.generator.cache == job.generator.cache
+    assert (calibration.labels, calibration.fit, calibration.adapter) == (
+        job.labels, job.fit, job.adapter)
+    assert not _cfg(guard={"min_spread": 0.05}).guard.calibrated
 
 
 def test_dataset_name_comes_from_the_source():

@@ -122,3 +122,9 @@ def test_the_bases_are_republished_in_the_other_form_and_new_users_fit_there(tmp
     assert target.list_users("adapter") == ["new"]
     # another form is another publish
     assert republish_with_head(source, target, HeadConfig(form="dense", dtype="int8")) != version
+    # no form: each kind keeps its own (the guard's calibration registry)
+    same = Registry(str(tmp_path / "same"))
+    version = republish_with_head(source, same, None)
+    assert bundle_head_configs(same, version) == bundle_head_configs(source,
+                                                                     source.base_version())
+    assert same.list_users("adapter") == []

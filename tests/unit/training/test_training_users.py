@@ -9,7 +9,7 @@ from training_fixtures import tiny_job
 from hydralm.errors import ConfigError
 from hydralm.jobconfig import UsersConfig
 from training.label_store import plan_shards, settings_key
-from training.users import draw_users, load_split, prepare_users
+from training.users import UserSplit, draw_users, load_split, pin_split, prepare_users
 
 POOL = [f"u{i:02d}" for i in range(20)]
 
@@ -52,6 +52,21 @@ def test_a_work_dir_is_prepared_once_and_guarded(tmp_path):
     other = tiny_job(tmp_path / "job", tmp_path / "encoder", users={"num_test_users": 3})
     with pytest.raises(ConfigError, match="was prepared for other data/users settings"):
         prepare_users(other)
+
+
+def test_a_pinned_split_is_read_as_drawn_without_a_new_dataset(tmp_path):
+    # the guard's calibration job: the training users of one job as the new users of another
+    cfg = tiny_job(tmp_path / "job", tmp_path / "encoder")
+    dataset, split = prepare_users(cfg)
+    other = tiny_job(tmp_path / "calibration", tmp_path / "encoder")
+    pinned = pin_split(other, UserSplit(split.train, split.train, dataset=split.dataset))
+    assert prepare_users(other)[1] == pinned == load_split(other)
+    assert pinned.test == split.train and pinned.users("fit") == split.train
+    assert prepare_users(other)[0].uri == dataset.uri
+    assert not (tmp_path / "calibration" / "data" / "users").exists()
+    assert pin_split(other, UserSplit(split.train, split.train, dataset=split.dataset)) == pinned
+    with pytest.raises(ConfigError, match="holds another user split"):
+        pin_split(other, UserSplit(split.train, split.test, dataset=split.dataset))
 
 
 def test_shard_names_are_stable_and_keyed_by_their_inputs(tmp_path):
