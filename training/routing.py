@@ -17,7 +17,15 @@ from hydralm.errors import NotFoundError, StaleHeadError
 from hydralm.jobconfig import JobConfig
 from hydralm.labels.schema import labels_from_table
 from hydralm.model import HeadState
-from hydralm.model.zero_fit import DEFAULT_K, Profile, Router, history_profile, leave_one_out
+from hydralm.model.zero_fit import (
+    DEFAULT_K,
+    SE_MARGIN,
+    Profile,
+    Router,
+    history_profile,
+    leave_one_out,
+    pick_k,
+)
 from hydralm.scoring.bundle import load_bundle
 from hydralm.scoring.forward import temporary_bank
 from hydralm.tasks import get_task
@@ -49,6 +57,11 @@ def build_router(cfg: JobConfig, users: Sequence[str],
                                 k=DEFAULT_K if wanted == "auto" else int(wanted))
 
 
+# What a published choice was made by: a choice by another rule (an older version's plain best
+# mean) is made again.
+K_RULE = f"best mean over k={DEFAULT_K} by more than {SE_MARGIN:g} SE of the paired gain"
+
+
 @torch.inference_mode()
 def choose_k(cfg: JobConfig, registry: Registry, router: Router, users: Sequence[str],
              profiles: Mapping[str, Profile]) -> dict[str, Any]:
@@ -60,7 +73,8 @@ def choose_k(cfg: JobConfig, registry: Registry, router: Router, users: Sequence
     kinds = [k for k in KINDS if k in config.get("kinds", {})]
     encoders, _ = load_bundle(registry, kinds, registry.base_version())
     out: dict[str, Any] = {"k_by_kind": {}, "accuracy_by_k": {}, "rows": {},
-                           "chosen_on": "training users' label pairs, leave one out"}
+                           "chosen_on": "training users' label pairs, leave one out",
+                           "rule": K_RULE}
     for kind in kinds:
         try:
             records = labels_from_table(read_labels(cfg, kind, "train", users))
@@ -88,13 +102,13 @@ def choose_k(cfg: JobConfig, registry: Registry, router: Router, users: Sequence
         groups: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
         for row, r in enumerate(records):
             groups[r.user_id][r.query_id].append(row)
-        by_k = leave_one_out(router, profiles, scores, kind_users,
-                             {u: list(q.values()) for u, q in groups.items()},
-                             [r.score for r in records])
-        if by_k:
-            best = max(sorted(by_k), key=lambda k: (round(by_k[k], 12), -k))
-            out["k_by_kind"][kind] = best
-            out["accuracy_by_k"][kind] = {str(k): round(v, 6) for k, v in by_k.items()}
+        by_user = leave_one_out(router, profiles, scores, kind_users,
+                                {u: list(q.values()) for u, q in groups.items()},
+                                [r.score for r in records])
+        if by_user:
+            out["k_by_kind"][kind] = pick_k(by_user)
+            out["accuracy_by_k"][kind] = {str(k): round(sum(v.values()) / len(v), 6)
+                                          for k, v in by_user.items()}
             out["rows"][kind] = b
     out["users"] = len(users)
     return out
@@ -103,7 +117,7 @@ def choose_k(cfg: JobConfig, registry: Registry, router: Router, users: Sequence
 def ensure_router(cfg: JobConfig, users: Sequence[str]) -> str | None:
     """Publish the current bases again when their router is missing (bases published by a
     version before zero-fit heads, or with zero_fit_users 0 then) or, with zero_fit_users auto,
-    has no chosen k yet (`choose_k`); returns the new base version, or None when nothing was
+    has no k chosen by `K_RULE` yet (`choose_k`); returns the new base version, or None when nothing was
     needed."""
     registry = Registry(cfg.paths.registry)
     config = bundle_config(registry)
@@ -111,7 +125,8 @@ def ensure_router(cfg: JobConfig, users: Sequence[str]) -> str | None:
     if config is None or wanted == 0:
         return None
     current = config.get("zero_fit")
-    if current is not None and (wanted != "auto" or "choice" in current):
+    if current is not None and (wanted != "auto" or (
+            current.get("choice") or {}).get("rule") == K_RULE):
         return None
     profiles = _profiles(cfg, users)
     router = build_router(cfg, users, profiles)

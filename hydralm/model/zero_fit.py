@@ -17,7 +17,10 @@ k is chosen per model kind on the training users themselves (`train.zero_fit_use
 `leave_one_out`): each training user is routed as if new (their own head left out) and the
 mixture's scores of their own label pairs are compared with the labels' scores (pairwise ordering
 accuracy within each query); the k of `K_GRID` (and every other training user) with the best mean
-over users wins, ties to the smaller k. No test user and no held-out query is involved.
+over users wins, ties to the smaller k, but only by more than `SE_MARGIN` standard errors of its
+paired per-user gain over `DEFAULT_K` (`pick_k`): the proxy is noisy (on synth-title's 16
+training users every k scores 0.48-0.51, chance), and the best of five noisy means would otherwise
+pick an arbitrary k. No test user and no held-out query is involved.
 
 The mixture combines the heads' outputs (probabilities), never their weights: independently
 initialised heads do not share a parameterization. A user whose history shares no term with any
@@ -42,13 +45,15 @@ from torch import Tensor
 
 from hydralm.retrieval.bm25 import tokenize
 
-__all__ = ["DEFAULT_DIM", "DEFAULT_K", "K_GRID", "Profile", "Router", "history_profile",
-           "leave_one_out", "pairwise_accuracy"]
+__all__ = ["DEFAULT_DIM", "DEFAULT_K", "K_GRID", "SE_MARGIN", "Profile", "Router",
+           "history_profile", "leave_one_out", "pairwise_accuracy", "pick_k"]
 
 DEFAULT_DIM = 4096
 DEFAULT_K = 4
 # the k tried by leave_one_out: those below the other training users' number, and all of them
 K_GRID: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
+# how many standard errors of the paired per-user gain a k needs over DEFAULT_K to replace it
+SE_MARGIN = 2.0
 
 # (hashed term, count) pairs, sorted by term: small, hashable and JSON-able (it crosses from the
 # ingress to the scorer replica with each request)
@@ -170,18 +175,19 @@ def pairwise_accuracy(scores: Sequence[float], targets: Sequence[float]) -> tupl
 def leave_one_out(router: Router, profiles: Mapping[str, Profile], head_scores: Tensor,
                   users: Sequence[str], groups: Mapping[str, Sequence[Sequence[int]]],
                   targets: Sequence[float], *,
-                  grid: Sequence[int] = K_GRID) -> dict[int, float]:
-    """Mean over `users` of the pairwise accuracy (`pairwise_accuracy`, pooled over the user's
-    queries) of each k's zero-fit scores of the user's own rows, the user left out of the
-    mixture. `head_scores[i, r]` is `users[i]`'s head's score of row r; `groups[u]` the row
-    indices of each of u's queries; `targets[r]` the label's score of row r. The k of `grid`
-    beyond the users less one are left out and that many (every other user) is tried too."""
+                  grid: Sequence[int] = K_GRID) -> dict[int, dict[str, float]]:
+    """Per k, each of `users`' pairwise accuracy (`pairwise_accuracy`, pooled over the user's
+    queries) of the k-mixture's scores of the user's own rows, the user left out of the mixture
+    (users without a mixture or a pair are absent). `head_scores[i, r]` is `users[i]`'s head's
+    score of row r; `groups[u]` the row indices of each of u's queries; `targets[r]` the label's
+    score of row r. The k of `grid` beyond the users less one are left out and that many (every
+    other user) is tried too."""
     index = {u: i for i, u in enumerate(users)}
     others = max(1, len(users) - 1)
     ks = sorted({k for k in grid if k < others} | {others})
-    out: dict[int, float] = {}
+    out: dict[int, dict[str, float]] = {}
     for k in ks:
-        per_user = []
+        per_user = {}
         for user in users:
             mix = [(index[t], w) for t, w in router.mixture(profiles[user], exclude=user, k=k)
                    if t in index]
@@ -193,10 +199,27 @@ def leave_one_out(router: Router, profiles: Mapping[str, Profile], head_scores: 
                 r, t = pairwise_accuracy([scores[j] for j in rows], [targets[j] for j in rows])
                 right, total = right + r, total + t
             if total:
-                per_user.append(right / total)
+                per_user[user] = right / total
         if per_user:
-            out[k] = sum(per_user) / len(per_user)
+            out[k] = per_user
     return out
+
+
+def pick_k(by_user: Mapping[int, Mapping[str, float]], *, default: int = DEFAULT_K,
+             margin: float = SE_MARGIN) -> int:
+    """The k of `leave_one_out`'s result with the best mean accuracy (ties to the smaller), kept
+    only when its paired gain over `default` (same users) exceeds `margin` standard errors of
+    the mean; else `default` (the nearest k tried, when `default` itself was not)."""
+    means = {k: sum(v.values()) / len(v) for k, v in by_user.items()}
+    best = max(sorted(means), key=lambda k: (round(means[k], 12), -k))
+    fallback = min(sorted(means), key=lambda k: abs(k - default))
+    shared = sorted(set(by_user[best]) & set(by_user[fallback]))
+    gains = [by_user[best][u] - by_user[fallback][u] for u in shared]
+    if best == fallback or len(gains) < 2:
+        return fallback
+    mean = sum(gains) / len(gains)
+    se = math.sqrt(sum((g - mean) ** 2 for g in gains) / (len(gains) - 1) / len(gains))
+    return best if mean > margin * se else fallback
 
 
 def _normalise(x: Tensor) -> Tensor:

@@ -12,7 +12,13 @@ import torch
 
 from hydralm.artifacts import Registry
 from hydralm.model import BaseEncoder, HeadBank
-from hydralm.model.zero_fit import Router, history_profile, leave_one_out, pairwise_accuracy
+from hydralm.model.zero_fit import (
+    Router,
+    history_profile,
+    leave_one_out,
+    pairwise_accuracy,
+    pick_k,
+)
 from hydralm.scoring import LocalPairScorer, load_bundle_encoders, publish_random_registry
 from hydralm.scoring.bundle import bundle_router, load_bundle
 from hydralm.scoring.forward import ForwardJob, MixtureHead, score_jobs
@@ -161,11 +167,11 @@ def test_leave_one_out_scores_each_k_by_the_mixture_of_the_other_users_heads():
                          grid=(1, 3, 8))
     assert set(by_k) == {1, 3}                    # 8 > the 3 users left once ann is out
     assert router.mixture(profiles["ann"], exclude="ann", k=1)[0][0] == "cyd"
-    assert by_k[1] == 1.0                         # cyd alone
+    assert by_k[1] == {"ann": 1.0}                # cyd alone
     weights = dict(router.mixture(profiles["ann"], exclude="ann", k=3))
     row0, row1 = (sum(weights[u] * head_scores[users.index(u), r] for u in weights)
                   for r in (0, 1))
-    assert by_k[3] == float(row0 > row1) and set(weights) == {"bob", "cyd", "dee"}
+    assert by_k[3] == {"ann": float(row0 > row1)} and set(weights) == {"bob", "cyd", "dee"}
     assert pairwise_accuracy([0.2, 0.9, 0.5], [0.0, 1.0, 1.0]) == (2, 2)   # the tie is skipped
 
 
@@ -180,3 +186,17 @@ def test_per_kind_k_travels_with_the_router():
     assert len(back.mixture(profile, kind="reranker")) == 1
     with pytest.raises(ValueError, match="at least 1"):
         Router(router.users, router.vectors, router.idf, 1, {"adapter": 0})
+
+
+def test_a_k_replaces_the_default_only_by_a_clear_paired_gain():
+    users = [f"u{i}" for i in range(8)]
+    noise = dict(zip(users, [0.02, -0.03, 0.01, 0.04, -0.02, 0.03, -0.01, 0.02], strict=True))
+    noisy = {4: dict.fromkeys(users, 0.5), 8: {u: 0.5 + e for u, e in noise.items()},
+             2: {u: 0.5 - e for u, e in noise.items()}}           # mean gains +-0.0075: chance
+    assert pick_k(noisy) == 4
+    clear = {**noisy, 16: {u: 0.6 + e / 4 for u, e in noise.items()}}   # +0.1 for everyone
+    assert pick_k(clear) == 16
+    assert pick_k(clear, margin=1000.0) == 4
+    # the default not tried (fewer training users): the nearest k stands in
+    assert pick_k({1: dict.fromkeys(users, 0.5), 3: noisy[8]}, default=4) == 3
+    assert pick_k({2: {"u0": 0.9}, 4: {"u0": 0.1}}) == 4            # one user: no SE, default
