@@ -3,7 +3,9 @@
 Subcommands are plugins: each package registers `register(subparsers)` functions under the
 `hydralm.commands` entry-point group in pyproject.toml. The library registers the commands that
 need no Ray (`data`, `env`); `training` and `serving` register theirs, so this module never imports
-them and the library stays free of Ray.
+them and the library stays free of Ray. A command line naming a command loads that command's
+plugin only (`hydralm serve` does not import the training stack: seconds of start-up); without
+one (`hydralm --help`) every plugin is loaded to list them.
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ def _cmd_env(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser with every command, or only `command`'s when it names a plugin command."""
     parser = argparse.ArgumentParser(
         prog="hydralm",
         description="HYDRA personalization of a black-box LLM on Ray: data, labels from the "
@@ -53,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     _register_env(subparsers)
     plugins = sorted(entry_points(group="hydralm.commands"), key=lambda e: e.name)
+    if any(ep.name == command for ep in plugins):
+        plugins = [ep for ep in plugins if ep.name == command]
     for ep in plugins:
         try:
             register = ep.load()
@@ -72,8 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # --verbose anywhere on the line: `hydralm --verbose train ...` or `hydralm train ... -v`.
     verbose = any(a in VERBOSE_FLAGS for a in argv)
-    parser = build_parser()
-    args = parser.parse_args([a for a in argv if a not in VERBOSE_FLAGS])
+    argv = [a for a in argv if a not in VERBOSE_FLAGS]
+    parser = build_parser(next((a for a in argv if not a.startswith("-")), None))
+    args = parser.parse_args(argv)
     args.verbose = verbose
     if not getattr(args, "func", None):
         parser.print_help()

@@ -10,7 +10,6 @@ import contextlib
 import io
 import shlex
 from functools import cache
-from importlib.metadata import entry_points
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -35,19 +34,9 @@ SERVE_SERVICE = "hydralm-serve-svc"
 
 @cache
 def _parser_for(command: str) -> argparse.ArgumentParser:
-    """The `hydralm` parser with only the plugin named `command` registered, built as
-    hydralm.cli.build_parser builds it; the full parser when no plugin has that name.
-
-    build_parser loads every plugin, and some import torch at module level (seconds): loading
-    one plugin keeps these tests fast.
-    """
-    plugins = {ep.name: ep for ep in entry_points(group="hydralm.commands")}
-    if command not in plugins:
-        return build_parser()
-    parser = argparse.ArgumentParser(prog="hydralm")
-    parser.add_argument("-v", "--verbose", action="store_true")
-    plugins[command].load()(parser.add_subparsers(dest="command", metavar="COMMAND"))
-    return parser
+    """The `hydralm` parser as `hydralm <command> ...` builds it: that command's plugin only (the
+    others import torch at module level: seconds), every plugin when no plugin has that name."""
+    return build_parser(command)
 
 
 def parse_cli(tokens: list[str]) -> tuple[Any, str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,19 @@ REPO = Path(__file__).resolve().parents[3]
 def test_serve_is_a_hydralm_subcommand():
     args = build_parser().parse_args(["serve", "--config", "x.yaml", "--num-cpus", "2"])
     assert (args.command, args.config, args.num_cpus, args.address) == ("serve", "x.yaml", 2, None)
+
+
+def test_a_named_command_loads_its_plugin_only():
+    # `hydralm serve` starts without the training stack (torch, Ray Train, transformers)
+    code = ("import sys; from hydralm.cli import build_parser; p = build_parser('serve'); "
+            "print(sorted(p._subparsers._group_actions[0].choices)); "
+            "print(any(m.startswith(('torch', 'training')) for m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split("\n")
+    assert out[:2] == ["['env', 'serve']", "False"]
+    every = build_parser(None)._subparsers._group_actions[0].choices
+    assert {"train", "serve", "demo", "eval"} <= set(every)
+    assert set(build_parser("nosuch")._subparsers._group_actions[0].choices) == set(every)
 
 
 def test_reads_the_repo_config():
