@@ -18,16 +18,9 @@ from typing import Any
 
 from hydralm.console import echo
 from hydralm.jobconfig import load_job_config
-from training.llm import embedded_generator
-from training.ray_env import ray_session
-from training.refit import plan_refit_run, refit_columns, run_refit
-from training.stages import (
-    fit_stage,
-    labels_stage,
-    pending_label_shards,
-    plan_label_runs,
-    train_stage,
-)
+
+# The stages (Ray, torch, transformers: seconds of imports) are imported by each command after
+# its config validated: `--help` and a bad config answer at once.
 
 __all__ = ["cmd_fit", "cmd_labels", "cmd_train", "register_fit", "register_labels",
            "register_train"]
@@ -114,6 +107,10 @@ def _print(summary: Any, args: argparse.Namespace, rows: list[dict[str, Any]],
 
 def cmd_labels(args: argparse.Namespace) -> int:
     cfg = load_job_config(args.config)
+    from training.llm import embedded_generator
+    from training.ray_env import ray_session
+    from training.stages import labels_stage, pending_label_shards, plan_label_runs
+
     stages = ["train", "fit"] if args.stage == "both" else [args.stage]
     with ray_session(args.ray_address):
         plans = plan_label_runs(cfg, _models(args), stages)
@@ -131,6 +128,9 @@ def cmd_labels(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     cfg = load_job_config(args.config)
+    from training.ray_env import ray_session
+    from training.stages import train_stage
+
     with ray_session(args.ray_address):
         summary = train_stage(cfg, _models(args), progress=not args.no_progress)
     _print(summary, args, summary["models"], ["model", "run", "users", "rows", "epochs",
@@ -144,6 +144,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
     cfg = load_job_config(args.config)
     if getattr(args, "refit", False):
         return _cmd_refit(args, cfg)
+    from training.ray_env import ray_session
+    from training.stages import fit_stage
+
     with ray_session(args.ray_address):
         summary = fit_stage(cfg, _models(args), progress=not args.no_progress)
     _print(summary, args, summary["models"], ["model", "base_version", "new_users",
@@ -153,6 +156,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def _cmd_refit(args: argparse.Namespace, cfg) -> int:
+    from training.llm import embedded_generator
+    from training.ray_env import ray_session
+    from training.refit import plan_refit_run, refit_columns, run_refit
+
     with ray_session(args.ray_address):
         run = plan_refit_run(cfg, _models(args))
         generator = (embedded_generator(cfg.generator) if run.needs_generator
