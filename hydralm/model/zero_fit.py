@@ -19,8 +19,9 @@ mixture's scores of their own label pairs are compared with the labels' scores (
 accuracy within each query); the k of `K_GRID` (and every other training user) with the best mean
 over users wins, ties to the smaller k, but only by more than `SE_MARGIN` standard errors of its
 paired per-user gain over `DEFAULT_K` (`pick_k`): the proxy is noisy (on synth-title's 16
-training users every k scores 0.48-0.51, chance), and the best of five noisy means would otherwise
-pick an arbitrary k. No test user and no held-out query is involved.
+training users the reranker's accuracy moves within 0.49-0.51 for k of 1 to 8), and the best of
+several noisy means would otherwise pick an arbitrary k. No test user and no held-out query is
+involved.
 
 The mixture combines the heads' outputs (probabilities), never their weights: independently
 initialised heads do not share a parameterization. A user whose history shares no term with any
