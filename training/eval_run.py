@@ -112,10 +112,15 @@ def _held_out_train_queries(dataset: Dataset, users: tuple[str, ...], labelled: 
     return queries, histories
 
 
+def _guarded(cfg: EvalConfig) -> bool:
+    """Whether a method the guard calibration answers with is evaluated."""
+    return any(m in cfg.methods for m in ("hydra", "hydra_adapter"))
+
+
 def _calibrates(cfg: EvalConfig) -> bool:
     """Whether the guard's threshold is chosen on training users' held-out queries."""
     return (cfg.guard.calibrated and cfg.labels.max_queries_per_user is not None
-            and any(m in cfg.methods for m in ("hydra", "hydra_adapter")))
+            and _guarded(cfg))
 
 
 async def _choose_guard(cfg: EvalConfig, seed: int, personalizer: Personalizer,
@@ -125,7 +130,7 @@ async def _choose_guard(cfg: EvalConfig, seed: int, personalizer: Personalizer,
     held-out queries (with their fitted heads when `guard.heads` is fitted); returns what was
     chosen and from what."""
     rules = ["consensus", "first"] if cfg.guard.rule == "auto" else [cfg.guard.rule]
-    if not cfg.guard.calibrated or not any(m in cfg.methods for m in ("hydra", "hydra_adapter")):
+    if not cfg.guard.calibrated or not _guarded(cfg):
         personalizer.guard = SelectionGuard(cfg.guard.min_spread or 0.0, rules[0])
         return {"min_spread": personalizer.guard.min_spread, "rule": rules[0],
                 "chosen_on": "config"}
