@@ -117,8 +117,8 @@ def choose_k(cfg: JobConfig, registry: Registry, router: Router, users: Sequence
 def ensure_router(cfg: JobConfig, users: Sequence[str]) -> str | None:
     """Publish the current bases again when their router is missing (bases published by a
     version before zero-fit heads, or with zero_fit_users 0 then) or, with zero_fit_users auto,
-    has no k chosen by `K_RULE` yet (`choose_k`); returns the new base version, or None when nothing was
-    needed."""
+    has no k chosen by `K_RULE` yet (`choose_k`); returns the new base version, or None when
+    nothing was needed."""
     registry = Registry(cfg.paths.registry)
     config = bundle_config(registry)
     wanted = cfg.train.zero_fit_users

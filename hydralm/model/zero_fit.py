@@ -207,7 +207,7 @@ def leave_one_out(router: Router, profiles: Mapping[str, Profile], head_scores: 
 
 
 def pick_k(by_user: Mapping[int, Mapping[str, float]], *, default: int = DEFAULT_K,
-             margin: float = SE_MARGIN) -> int:
+           margin: float = SE_MARGIN) -> int:
     """The k of `leave_one_out`'s result with the best mean accuracy (ties to the smaller), kept
     only when its paired gain over `default` (same users) exceeds `margin` standard errors of
     the mean; else `default` (the nearest k tried, when `default` itself was not)."""
