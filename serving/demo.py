@@ -348,8 +348,9 @@ def _deploy(application: Any, app: dict[str, Any]) -> None:
 
 
 def _wait_ok(url: str, app_name: str, *, timeout_s: float, what: str) -> None:
-    """Poll `url` until it answers 200, showing the time waited; fail when the Serve app
-    `app_name` fails to deploy, or after `timeout_s`."""
+    """Poll until the Serve app `app_name` is RUNNING and `url` answers 200, showing the time
+    waited; fail when the app fails to deploy, or after `timeout_s`. Both: the LLM app's ingress
+    answers /v1/models while its engine replica is still starting (half a minute on CPU)."""
     from ray import serve
     from ray.serve.schema import ApplicationStatus
 
@@ -360,12 +361,15 @@ def _wait_ok(url: str, app_name: str, *, timeout_s: float, what: str) -> None:
               leave=False) as bar:
         while time.monotonic() < deadline and last != "ready":
             status = serve.status().applications.get(app_name)
-            if status is not None and ApplicationStatus(status.status) in failed:
+            state = ApplicationStatus(status.status) if status is not None else None
+            if state in failed:
                 raise HydraError(f"{what} failed to deploy ({status.status}): "
                                  f"{(status.message or '')[-2000:]}")
             try:
                 resp = httpx.get(url, timeout=5.0)
-                last = "ready" if resp.status_code == 200 else f"HTTP {resp.status_code}"
+                last = f"HTTP {resp.status_code}" if resp.status_code != 200 else (
+                    "ready" if state == ApplicationStatus.RUNNING
+                    else f"app {state.value if state else 'not deployed'}")
             except httpx.HTTPError as exc:
                 last = type(exc).__name__
             if last != "ready":
