@@ -19,7 +19,6 @@ from hydralm.labels.schema import labels_from_table
 from hydralm.model import HeadState
 from hydralm.model.zero_fit import (
     DEFAULT_K,
-    SE_MARGIN,
     Profile,
     Router,
     history_profile,
@@ -28,6 +27,7 @@ from hydralm.model.zero_fit import (
 )
 from hydralm.scoring.bundle import load_bundle
 from hydralm.scoring.forward import temporary_bank
+from hydralm.stats import SE_MARGIN
 from hydralm.tasks import get_task
 from training.bases import KINDS, add_router, bundle_config
 from training.label_store import read_labels

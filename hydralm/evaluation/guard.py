@@ -1,20 +1,28 @@
 """Choosing the selection guard's threshold on TRAINING users' held-out queries (never test users).
 
 Each calibration row is one held-out query of a training user that HYDRA answered: its candidates,
-the adapter's scores of them and the gold. For every threshold of a grid, the guard's pick (see
-`hydralm.pipeline.selection`) is scored against the gold by the task's primary metric; the
-threshold with the best mean wins, ties going to the smaller one (fewer fallbacks). Given several
-fallback rules (the eval's `guard.rule: auto`), each rule's best threshold competes and the better
-mean wins, ties going to the rule listed first.
+the adapter's scores of them and the gold. For every threshold of a grid and every fallback rule
+given (the eval's `guard.rule: auto` gives two), the guard's pick (see `hydralm.pipeline.selection`)
+is scored against the gold by the task's primary metric. A few dozen queries decide, so the best of
+some thirty means is partly noise; the choice is therefore:
+
+- the default is the better of the grid's ends: no guard (threshold 0: the adapter always picks) or
+  a rule that always falls back (the largest threshold), ties to no guard; an option scoring exactly
+  as the default on every query stands in for it with fewer fallbacks;
+- the option with the best mean (ties: the smaller threshold, then the rule listed first) replaces
+  the default only when its paired per-query gain over it exceeds `SE_MARGIN` standard errors
+  (`hydralm.stats.clear_gain`, the rule the zero-fit k is chosen by).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from typing import Any
 
 from hydralm.evaluation.reference import closeness
 from hydralm.pipeline.selection import FallbackRule, SelectionGuard, select_candidate
+from hydralm.stats import SE_MARGIN, clear_gain, mean_and_se
 
 __all__ = ["SPREAD_GRID", "CalibrationRow", "GuardChoice", "choose_guard"]
 
@@ -42,42 +50,67 @@ class GuardChoice:
     fallback_rate_by_threshold: dict[str, float]
     rule: FallbackRule = "consensus"
     metric_by_rule: dict[str, float] = field(default_factory=dict)
+    # the default (the better end of the grid), the best-mean option and the paired per-query
+    # gain of the best over the default, with its standard error and the margin it needed
+    evidence: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {"min_spread": self.min_spread, "rule": self.rule, "queries": self.queries,
                 "metric_by_threshold": self.metric_by_threshold,
                 "fallback_rate_by_threshold": self.fallback_rate_by_threshold,
-                "metric_by_rule": self.metric_by_rule}
+                "metric_by_rule": self.metric_by_rule, "evidence": self.evidence}
 
 
 def choose_guard(task, rows: Sequence[CalibrationRow], *,
                  rule: FallbackRule | Sequence[FallbackRule] = "consensus",
-                 grid: Sequence[float] = SPREAD_GRID) -> GuardChoice:
-    """The threshold of `grid` (and the rule of `rule`, when several are given) whose guarded
-    picks score best on `rows` (0.0 without rows)."""
+                 grid: Sequence[float] = SPREAD_GRID, margin: float = SE_MARGIN) -> GuardChoice:
+    """The guard (threshold of `grid`, rule of `rule`) for `rows` (see the module docstring: the
+    better end of the grid unless a threshold between beats it by `margin` standard errors of the
+    paired per-query gain; off without rows)."""
     rules: list[FallbackRule] = [rule] if isinstance(rule, str) else list(rule)
     usable = [r for r in rows if len(r.candidates) > 1 and len(r.scores) == len(r.candidates)]
     if not usable:
         return GuardChoice(0.0, 0, {}, {}, rules[0])
-    choices = [_choose_threshold(task, usable, r, grid) for r in rules]
-    best = max(range(len(rules)), key=lambda i: (
-        round(choices[i].metric_by_threshold[str(choices[i].min_spread)], 12), -i))
-    metric_by_rule = {c.rule: c.metric_by_threshold[str(c.min_spread)] for c in choices}
-    return replace(choices[best], metric_by_rule=metric_by_rule)
+    grid = sorted(grid)
+    tables = {r: _per_query(task, usable, r, grid) for r in rules}
+
+    def mean(option: tuple[FallbackRule, float]) -> float:
+        values = tables[option[0]][0][option[1]]
+        return round(sum(values) / len(values), 12)
+
+    # every option in preference order: fewer fallbacks first, then the rule listed first
+    options = [(r, t) for t in grid for r in rules]
+    ends = [(rules[0], grid[0]), *((r, grid[-1]) for r in rules)]
+    default = max(ends, key=lambda o: (mean(o), -ends.index(o)))
+    # an option scoring exactly as the default on every query is the default, with fewer fallbacks
+    default = next(o for o in options
+                   if tables[o[0]][0][o[1]] == tables[default[0]][0][default[1]])
+    best = max(options, key=lambda o: (mean(o), -options.index(o)))
+    gains = [b - d for b, d in zip(tables[best[0]][0][best[1]],
+                                   tables[default[0]][0][default[1]], strict=True)]
+    gain, se = mean_and_se(gains)
+    chosen = best if best != default and clear_gain(gains, margin) else default
+    metric, fallbacks = tables[chosen[0]]
+    return GuardChoice(
+        chosen[1], len(usable),
+        {str(t): sum(v) / len(v) for t, v in metric.items()},
+        {str(t): f for t, f in fallbacks.items()}, chosen[0],
+        {r: max(sum(v) / len(v) for v in tables[r][0].values()) for r in rules},
+        {"default": {"rule": default[0], "min_spread": default[1]},
+         "best": {"rule": best[0], "min_spread": best[1]},
+         "gain": gain, "se": se, "margin": margin})
 
 
-def _choose_threshold(task, usable: Sequence[CalibrationRow], rule: FallbackRule,
-                      grid: Sequence[float]) -> GuardChoice:
+def _per_query(task, usable: Sequence[CalibrationRow], rule: FallbackRule,
+               grid: Sequence[float]) -> tuple[dict[float, list[float]], dict[float, float]]:
+    """Per threshold: each row's metric with the guarded pick, and the fallback rate."""
     parse = task.parse if task.labels else None
     metric, fallbacks = {}, {}
-    for threshold in sorted(grid):
+    for threshold in grid:
         guard = SelectionGuard(min_spread=threshold, rule=rule)
-        total = fell_back = 0.0
-        for row in usable:
-            picked = select_candidate(row.candidates, row.scores, guard, parse=parse)
-            total += closeness(task, task.parse(row.candidates[picked.index]), row.gold)
-            fell_back += picked.how == "fallback"
-        metric[str(threshold)] = total / len(usable)
-        fallbacks[str(threshold)] = fell_back / len(usable)
-    best = max(sorted(grid), key=lambda t: (round(metric[str(t)], 12), -t))
-    return GuardChoice(best, len(usable), metric, fallbacks, rule)
+        picks = [select_candidate(row.candidates, row.scores, guard, parse=parse)
+                 for row in usable]
+        metric[threshold] = [closeness(task, task.parse(row.candidates[p.index]), row.gold)
+                             for row, p in zip(usable, picks, strict=True)]
+        fallbacks[threshold] = sum(p.how == "fallback" for p in picks) / len(usable)
+    return metric, fallbacks

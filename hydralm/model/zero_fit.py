@@ -18,9 +18,10 @@ k is chosen per model kind on the training users themselves (`train.zero_fit_use
 mixture's scores of their own label pairs are compared with the labels' scores (pairwise ordering
 accuracy within each query); the k of `K_GRID` (and every other training user) with the best mean
 over users wins, ties to the smaller k, but only by more than `SE_MARGIN` standard errors of its
-paired per-user gain over `DEFAULT_K` (`pick_k`): the proxy is noisy (on synth-title's 16
-training users the reranker's accuracy moves within 0.49-0.51 for k of 1 to 8), and the best of
-several noisy means would otherwise pick an arbitrary k. No test user and no held-out query is
+paired per-user gain over `DEFAULT_K` (`pick_k`; `hydralm.stats.clear_gain`, the test the
+selection guard's threshold passes too): the proxy is noisy (on synth-title's 16 training users
+the reranker's accuracy moves within 0.49-0.51 for k of 1 to 8), and the best of several noisy
+means would otherwise pick an arbitrary k. No test user and no held-out query is
 involved.
 
 The mixture combines the heads' outputs (probabilities), never their weights: independently
@@ -45,16 +46,15 @@ import torch
 from torch import Tensor
 
 from hydralm.retrieval.bm25 import tokenize
+from hydralm.stats import SE_MARGIN, clear_gain
 
-__all__ = ["DEFAULT_DIM", "DEFAULT_K", "K_GRID", "SE_MARGIN", "Profile", "Router",
+__all__ = ["DEFAULT_DIM", "DEFAULT_K", "K_GRID", "Profile", "Router",
            "history_profile", "leave_one_out", "pairwise_accuracy", "pick_k"]
 
 DEFAULT_DIM = 4096
 DEFAULT_K = 4
 # the k tried by leave_one_out: those below the other training users' number, and all of them
 K_GRID: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
-# how many standard errors of the paired per-user gain a k needs over DEFAULT_K to replace it
-SE_MARGIN = 2.0
 
 # (hashed term, count) pairs, sorted by term: small, hashable and JSON-able (it crosses from the
 # ingress to the scorer replica with each request)
@@ -216,11 +216,7 @@ def pick_k(by_user: Mapping[int, Mapping[str, float]], *, default: int = DEFAULT
     fallback = min(sorted(means), key=lambda k: abs(k - default))
     shared = sorted(set(by_user[best]) & set(by_user[fallback]))
     gains = [by_user[best][u] - by_user[fallback][u] for u in shared]
-    if best == fallback or len(gains) < 2:
-        return fallback
-    mean = sum(gains) / len(gains)
-    se = math.sqrt(sum((g - mean) ** 2 for g in gains) / (len(gains) - 1) / len(gains))
-    return best if mean > margin * se else fallback
+    return best if best != fallback and clear_gain(gains, margin) else fallback
 
 
 def _normalise(x: Tensor) -> Tensor:

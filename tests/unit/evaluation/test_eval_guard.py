@@ -47,3 +47,39 @@ def test_auto_picks_the_rule_whose_fallback_scores_better_on_the_rows():
 def test_auto_keeps_the_first_listed_rule_on_a_tie():
     rows = [CalibrationRow(["romance", "comedy", "comedy"], [0.9, 0.1, 0.2], "romance")] * 3
     assert choose_guard(TAG, rows, rule=["consensus", "first"]).rule == "consensus"
+
+
+def _rows(right_decisive: int, wrong_collapsed: int, right_collapsed: int = 0,
+          wrong_decisive: int = 0) -> list[CalibrationRow]:
+    """Rows whose adapter picks "romance" (decisive: spread 0.7; collapsed: 0.03) against a
+    "comedy" majority; `right_*` when the gold is the adapter's pick, `wrong_*` when the majority's."""
+    decisive, collapsed = [0.9, 0.3, 0.2], [0.33, 0.30, 0.31]
+    candidates = ["romance", "comedy", "comedy"]
+    return ([CalibrationRow(candidates, decisive, "romance")] * right_decisive
+            + [CalibrationRow(candidates, collapsed, "comedy")] * wrong_collapsed
+            + [CalibrationRow(candidates, collapsed, "romance")] * right_collapsed
+            + [CalibrationRow(candidates, decisive, "comedy")] * wrong_decisive)
+
+
+def test_a_threshold_between_the_ends_must_beat_the_better_end_clearly():
+    # Falling back on collapsed scores only (0.05) gains on 3 rows and loses on 2: a mean of +0.1
+    # over no guard, within two standard errors, so the guard stays off.
+    noisy = choose_guard(TAG, _rows(3, 3, 2, 2))
+    assert noisy.evidence["best"] == {"rule": "consensus", "min_spread": 0.05}
+    assert noisy.evidence["default"] == {"rule": "consensus", "min_spread": 0.0}
+    assert abs(noisy.evidence["gain"] - 0.1) < 1e-9 and noisy.evidence["gain"] < 2 * noisy.evidence[
+        "se"]
+    assert noisy.min_spread == 0.0 and noisy.to_dict()["evidence"] == noisy.evidence
+    # Gaining on every collapsed row and losing on none is clear: the threshold wins.
+    clear = choose_guard(TAG, _rows(4, 4))
+    assert clear.min_spread == 0.05 and clear.metric_by_threshold["0.05"] == 1.0
+
+
+def test_the_better_end_can_be_always_falling_back():
+    # The adapter is wrong on most rows whatever its spread; no threshold beats falling back
+    # always, so the guard always falls back: at 0.8 already (every spread here is below it, the
+    # same picks as at 1 with the smaller threshold).
+    choice = choose_guard(TAG, _rows(2, 4, 0, 4))
+    assert choice.evidence["default"] == {"rule": "consensus", "min_spread": 0.8}
+    assert choice.min_spread == 0.8 and choice.fallback_rate_by_threshold["0.8"] == 1.0
+    assert choice.metric_by_threshold["0.8"] == 0.8 > choice.metric_by_threshold["0.05"] == 0.6
