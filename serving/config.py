@@ -162,6 +162,14 @@ class ServeArgs(StrictModel):
         "consensus", description="What picks when the adapter's pick is collapsed: the candidate "
                                  "the others agree with most, or the first candidate (the "
                                  "greedy answer; the bare query's with bare_greedy_candidate).")
+    zero_fit_selection_min_spread: float | None = Field(
+        None, ge=0.0, le=1.0,
+        description="selection_min_spread for picks scored by a zero-fit head (a user with "
+                    "history and no fitted head); null: selection_min_spread. Take it from "
+                    "`hydralm eval` (run.eval.<seed>.guard.zero_fit.min_spread).")
+    zero_fit_selection_fallback: Literal["consensus", "first"] | None = Field(
+        None, description="selection_fallback for picks scored by a zero-fit head; null: "
+                          "selection_fallback (run.eval.<seed>.guard.zero_fit.rule).")
     k_retrieve: int = Field(10, ge=1, le=1000, description="BM25 top-k handed to the reranker.")
     k_prompt: int = Field(4, ge=0, le=1000, description="Reranked items put into the prompt.")
     auth: AuthConfig = Field(default_factory=AuthConfig, description="API keys.")
@@ -176,7 +184,13 @@ class ServeArgs(StrictModel):
 
     def selection_guard(self) -> SelectionGuard:
         """When the adapter's pick is replaced, and by what (hydralm/pipeline/selection.py)."""
-        return SelectionGuard(self.selection_min_spread, self.selection_fallback)
+        zero_fit = None
+        if (self.zero_fit_selection_min_spread, self.zero_fit_selection_fallback) != (None, None):
+            zero_fit = SelectionGuard(
+                self.selection_min_spread if self.zero_fit_selection_min_spread is None
+                else self.zero_fit_selection_min_spread,
+                self.zero_fit_selection_fallback or self.selection_fallback)
+        return SelectionGuard(self.selection_min_spread, self.selection_fallback, zero_fit)
 
     @field_validator("method")
     @classmethod

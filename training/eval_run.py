@@ -8,7 +8,9 @@ for seed in cfg.seeds:
                                              fitted on their own history only
     guard threshold <- training users' held-out queries (never test users), unless configured,
                        scored with the training users' heads fitted again from their own history
-                       (guard.heads: fitted; a calibration job in <seed>/guard-calibration)
+                       (guard.heads: fitted; a calibration job in <seed>/guard-calibration);
+                       zero-fit picks get their own, chosen with each training user's zero-fit
+                       head (the other training users' heads mixed)
     run_queries(Personalizer(...))           every method on the test users' queries
 bootstrap over queries, averaged over seeds  -> quality_<dataset>_<task>.{json,md,png}
 ```
@@ -23,7 +25,7 @@ import copy
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -153,13 +155,31 @@ async def _choose_guard(cfg: EvalConfig, seed: int, personalizer: Personalizer,
     finally:
         if fitted:
             twin.scorer.close()
-    choice = choose_guard(personalizer.task, [
-        CalibrationRow(o.candidates, o.adapter_scores, o.gold) for o in outcomes], rule=rules)
-    personalizer.guard = SelectionGuard(choice.min_spread, choice.rule)
+    choice = choose_guard(personalizer.task, _calibration_rows(outcomes), rule=rules)
+    guard = SelectionGuard(choice.min_spread, choice.rule)
     heads = ("their heads fitted from their own history" if fitted
              else "their jointly trained heads")
-    return {**choice.to_dict(), "heads": cfg.guard.heads,
-            "chosen_on": f"training users' held-out queries, {heads}"}
+    chosen = {**choice.to_dict(), "heads": cfg.guard.heads,
+              "chosen_on": f"training users' held-out queries, {heads}"}
+    if "hydra_zero_fit" in cfg.methods:
+        # zero-fit picks: the same queries, each training user routed over the OTHER training
+        # users' heads (the router leaves the user's own out), as a new user is
+        zero = copy.copy(personalizer)
+        zero.history = MemoryHistory(histories)
+        outcomes = await run_queries(zero, queries, ["hydra_zero_fit"],
+                                     concurrency=cfg.concurrency, progress=progress,
+                                     desc="zero-fit guard calibration", selector="hydra_zero_fit")
+        theirs = choose_guard(personalizer.task, _calibration_rows(outcomes), rule=rules)
+        guard = replace(guard, zero_fit=SelectionGuard(theirs.min_spread, theirs.rule))
+        chosen["zero_fit"] = {**theirs.to_dict(), "chosen_on": (
+            "training users' held-out queries, each user's zero-fit head mixing the other "
+            "training users' heads")}
+    personalizer.guard = guard
+    return chosen
+
+
+def _calibration_rows(outcomes: list[QueryOutcome]) -> list[CalibrationRow]:
+    return [CalibrationRow(o.candidates, o.adapter_scores, o.gold) for o in outcomes]
 
 
 def _scorer(job: JobConfig, methods: list[str],
@@ -341,6 +361,8 @@ def summarize(cfg: EvalConfig, runs: list[SeedRun], *, generator: str,
                  "guard_min_spread": {str(r.seed): r.stats.get("guard", {}).get("min_spread")
                                       for r in runs},
                  "guard_rule": {str(r.seed): r.stats.get("guard", {}).get("rule") for r in runs},
+                 "guard_by_seed": {str(r.seed): _guard_summary(r.stats.get("guard", {}))
+                                   for r in runs},
                  **_policy(cfg, runs)}
     return build_result(dataset=cfg.dataset_name, task=task, generator=generator,
                         users=runs[0].users, seeds=[r.seed for r in runs], methods=methods,
@@ -348,6 +370,15 @@ def summarize(cfg: EvalConfig, runs: list[SeedRun], *, generator: str,
                         precision_comparison=_precisions(cfg, runs, scores, options),
                         head_comparison=_heads(cfg, runs, scores, options),
                         zero_fit=_zero_fit(scores, methods, task, options), run=run_info)
+
+
+def _guard_summary(guard: dict[str, Any]) -> dict[str, Any]:
+    """The guard a seed's picks ran with: (rule, threshold) of fitted and of zero-fit heads."""
+    out = {"hydra": {"rule": guard.get("rule"), "min_spread": guard.get("min_spread")}}
+    if "zero_fit" in guard:
+        out["hydra_zero_fit"] = {"rule": guard["zero_fit"]["rule"],
+                                 "min_spread": guard["zero_fit"]["min_spread"]}
+    return out
 
 
 def _policy(cfg: EvalConfig, runs: list[SeedRun]) -> dict[str, Any]:

@@ -26,12 +26,14 @@ def _majority(parsed: list[str | None]) -> str | None:
 
 def selection_diagnostics(task, outcomes: Sequence[QueryOutcome]) -> dict[str, float | int]:
     """Over the queries with HYDRA candidates: how often a best candidate (by the primary metric)
-    is among them, how often the adapter picks one, how often a uniformly random pick would, and
-    the primary metric of a majority vote over the candidates (self-consistency)."""
+    is among them, how often the adapter's own pick (the argmax of its scores, before any
+    selection guard) is one and how often HYDRA's answer (after the guard) is, how often a
+    uniformly random pick would be, and the primary metric of a majority vote over the candidates
+    (self-consistency)."""
     rows = [o for o in outcomes if o.candidates]
     if not rows:
         return {"queries": 0}
-    gold_among = adapter_best = 0
+    gold_among = adapter_best = hydra_best = 0
     chance = 0.0
     votes, golds = [], []
     for o in rows:
@@ -39,14 +41,21 @@ def selection_diagnostics(task, outcomes: Sequence[QueryOutcome]) -> dict[str, f
         values = [closeness(task, p, o.gold) for p in parsed]
         top = max(values)
         gold_among += task.kind == "classification" and top == 1.0
-        adapter_best += closeness(task, o.answers.get("hydra"), o.gold) == top
+        hydra = closeness(task, o.answers.get("hydra"), o.gold) == top
+        hydra_best += hydra
+        if len(o.adapter_scores) == len(values):
+            scores = o.adapter_scores
+            adapter_best += values[max(range(len(values)), key=lambda i: (scores[i], -i))] == top
+        else:
+            adapter_best += hydra
         chance += sum(v == top for v in values) / len(values)
         votes.append(_majority(parsed))
         golds.append(o.gold)
     n = len(rows)
     classification = task.kind == "classification"
     return {"queries": n, "gold_among_candidates": gold_among / n if classification else None,
-            "adapter_picks_best": adapter_best / n, "random_picks_best": chance / n,
+            "adapter_picks_best": adapter_best / n, "hydra_picks_best": hydra_best / n,
+            "random_picks_best": chance / n,
             f"majority_vote_{task.primary_metric}": task.score(votes, golds)[task.primary_metric]}
 
 

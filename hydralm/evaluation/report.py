@@ -197,9 +197,19 @@ def markdown_table(result: Mapping[str, Any]) -> str:
         lines += ["", f"Selection over {sel['queries']} queries: the adapter picks a best "
                       f"candidate {sel['adapter_picks_best']:.1%} of the time, a random pick "
                       f"{sel['random_picks_best']:.1%} (margin {sel['margin_over_random']:+.3f})."]
+        if sel.get("hydra_picks_best") not in (None, sel["adapter_picks_best"]):
+            lines[-1] += (f" HYDRA's answer, after the selection guard, is a best candidate "
+                          f"{sel['hydra_picks_best']:.1%} of the time.")
         if sel.get("fallback_rate"):
             rates = ", ".join(f"{m} {r:.1%}" for m, r in sel["fallback_rate"].items())
             lines[-1] += f" The selection guard replaced the adapter's pick for {rates}."
+        by_seed = sel.get("guard_by_seed") or {}
+        if by_seed:
+            lines[-1] += " Guard per seed (rule at spread, chosen on training users): " + "; ".join(
+                f"seed {seed}: " + ", ".join(f"{who} {g['rule']} at {g['min_spread']:g}"
+                                            for who, g in guards.items()
+                                            if g.get("min_spread") is not None)
+                for seed, guards in by_seed.items()) + "."
         policy, held_out = sel.get("candidate_policy"), sel.get("train_heldout_hydra") or {}
         if policy:
             lines += ["", f"Candidate policy: {_describe_policy(policy)}."]

@@ -63,7 +63,7 @@ class EvalQuery:
 class QueryOutcome:
     """What every method answered to one query: `answers` are parsed (None: unparseable),
     `raw` the generator's text, `candidates` the N samples HYDRA's adapter chose among and
-    `adapter_scores` its scores of them, `heads` which head ("user", "zero_fit" or "global")
+    `adapter_scores` its scores of them (`run_queries`' selector: hydra by default), `heads` which head ("user", "zero_fit" or "global")
     served each model of each HYDRA method, `selections` how each adapter method picked ("adapter", or
     "fallback" when the selection guard replaced a collapsed pick)."""
 
@@ -105,7 +105,7 @@ class MemoryHistory(HistoryStore):
 
 
 async def _one_query(personalizer: Personalizer, query: EvalQuery, methods: Sequence[str],
-                     knn_k: int) -> QueryOutcome:
+                     knn_k: int, selector: str) -> QueryOutcome:
     task = personalizer.task
     outcome = QueryOutcome(query.user_id, query.query_id, query.gold)
     results = await asyncio.gather(*(personalizer.run(query.user_id, query.input, method)
@@ -117,12 +117,12 @@ async def _one_query(personalizer: Personalizer, query: EvalQuery, methods: Sequ
             outcome.heads[method] = dict(result.heads)
         if result.selection:
             outcome.selections[method] = result.selection
-        if method == "hydra":
+        if method == selector:
             outcome.candidates = list(result.candidates)
             outcome.adapter_scores = list(result.adapter_scores)
     profile = personalizer.history.get(query.user_id)
     outcome.answers[HISTORY_KNN] = history_knn(task, query.input, profile, k=knn_k)
-    if "hydra" in methods:
+    if selector in methods:
         oracle = oracle_name(personalizer.n_candidates)
         outcome.answers[oracle] = oracle_best(task, outcome.candidates, query.gold)
     return outcome
@@ -130,10 +130,11 @@ async def _one_query(personalizer: Personalizer, query: EvalQuery, methods: Sequ
 
 async def run_queries(personalizer: Personalizer, queries: Sequence[EvalQuery],
                       methods: Sequence[str] = LLM_METHODS, *, knn_k: int = 4,
-                      concurrency: int = 16, progress: bool = True,
-                      desc: str = "eval") -> list[QueryOutcome]:
+                      concurrency: int = 16, progress: bool = True, desc: str = "eval",
+                      selector: str = "hydra") -> list[QueryOutcome]:
     """Every method's answer to every query (in the order of `queries`), at most `concurrency`
-    queries in flight (the generator client bounds its own requests further)."""
+    queries in flight (the generator client bounds its own requests further); the outcomes keep
+    the candidates and adapter scores of method `selector`."""
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown method {unknown[0]!r}; choose from {list(LLM_METHODS)}")
@@ -144,7 +145,7 @@ async def run_queries(personalizer: Personalizer, queries: Sequence[EvalQuery],
 
     async def bounded(query: EvalQuery) -> QueryOutcome:
         async with slots:
-            outcome = await _one_query(personalizer, query, methods, knn_k)
+            outcome = await _one_query(personalizer, query, methods, knn_k, selector)
         bar.update(1)
         return outcome
 

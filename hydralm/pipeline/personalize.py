@@ -135,7 +135,8 @@ class Personalizer:
                 prefer=spec.heads)
             adapter_scores, heads["adapter"] = scored.scores, scored.head
             parse = self.task.parse if self.task.labels else None
-            picked = select_candidate(candidates, adapter_scores, self.guard, parse=parse)
+            picked = select_candidate(candidates, adapter_scores,
+                                      self.guard.for_head(scored.head), parse=parse)
             best, how = picked.index, picked.how
             timings["adapter_ms"] = _ms(t)
         timings["total_ms"] = _ms(t0)

@@ -10,6 +10,10 @@ the pick falls back to a rule that needs no head:
   the higher adapter score, then the earlier candidate.
 - "first": candidate 0 (the greedy answer when the sampling policy puts it first: the bare query's
   with `bare_greedy`, the zero-shot answer).
+
+A pick scored by a zero-fit head (hydralm/model/zero_fit.py) has a guard of its own when one is
+given (`SelectionGuard.zero_fit`): a mixture of other users' heads spreads its scores unlike a
+fitted head, so the eval chooses its threshold and rule separately.
 """
 
 from __future__ import annotations
@@ -33,12 +37,21 @@ class SelectionGuard:
 
     min_spread: float = 0.0
     rule: FallbackRule = "consensus"
+    # the guard of picks scored by a zero-fit head (a mixture of other users' heads: its scores
+    # spread differently from a fitted head's); None: this one
+    zero_fit: SelectionGuard | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.min_spread <= 1.0:
             raise ValueError(f"min_spread must be in [0, 1], got {self.min_spread!r}")
         if self.rule not in ("consensus", "first"):
             raise ValueError(f"rule must be 'consensus' or 'first', got {self.rule!r}")
+        if self.zero_fit is not None and self.zero_fit.zero_fit is not None:
+            raise ValueError("a zero-fit guard has no zero-fit guard of its own")
+
+    def for_head(self, head: str | None) -> SelectionGuard:
+        """The guard of a pick scored by `head` ("user", "zero_fit" or "global")."""
+        return self.zero_fit if head == "zero_fit" and self.zero_fit is not None else self
 
 
 @dataclass(frozen=True)

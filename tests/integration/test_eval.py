@@ -87,6 +87,13 @@ def test_quick_eval_writes_the_table_and_a_rerun_costs_no_generator_call(
     calibrated = Registry(str(tmp_path / "work" / "seed-0" / "guard-calibration" / "registry"))
     assert len(calibrated.list_users("adapter")) == 8 == len(calibrated.list_users("reranker"))
     assert first["run"]["eval"]["0"]["guard"]["heads"] == "fitted"
+    # Zero-fit picks get their own guard, chosen on the same held-out queries answered with each
+    # training user's zero-fit head (the other training users' heads mixed)
+    zero_fit_guard = first["run"]["eval"]["0"]["guard"]["zero_fit"]
+    assert zero_fit_guard["queries"] == 8 and zero_fit_guard["rule"] in ("consensus", "first")
+    assert set(zero_fit_guard["evidence"]) == {"default", "best", "gain", "se", "margin"}
+    assert selection["guard_by_seed"]["0"]["hydra_zero_fit"] == {
+        "rule": zero_fit_guard["rule"], "min_spread": zero_fit_guard["min_spread"]}
     held_out = selection["train_heldout_hydra"]
     assert held_out["queries"] == 8 and 0.0 <= held_out["mean"] <= 1.0
     table = (tmp_path / "results" / "quality_synth_synth-tag.md").read_text()

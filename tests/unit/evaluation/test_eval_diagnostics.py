@@ -40,5 +40,14 @@ def test_rating_diagnostics_use_the_closest_score():
     assert d["adapter_picks_best"] == 1.0 and d["random_picks_best"] == pytest.approx(2 / 3)
 
 
+def test_the_adapters_own_pick_is_counted_before_the_guard():
+    # The adapter's argmax (0.9: sci-fi) is the gold; the guard fell back to comedy.
+    outcome = QueryOutcome("u", "q", "sci-fi", answers={"hydra": "comedy"},
+                           candidates=["comedy", "sci-fi", "action"],
+                           adapter_scores=[0.2, 0.9, 0.1])
+    d = selection_diagnostics(TAG, [outcome])
+    assert d["adapter_picks_best"] == 1.0 and d["hydra_picks_best"] == 0.0
+
+
 def test_no_candidates_no_diagnostics():
     assert selection_diagnostics(TAG, [QueryOutcome("u", "q", "sci-fi")]) == {"queries": 0}

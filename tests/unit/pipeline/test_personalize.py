@@ -149,3 +149,24 @@ def test_guard_replaces_a_collapsed_adapter_pick(history, min_spread, answer, ho
                      guard=SelectionGuard(min_spread=min_spread))
     result = run(p, "hydra_adapter")
     assert (result.answer, result.selection) == (answer, how)
+
+
+class NearlyEqualAsAsked(NearlyEqual):
+    """NearlyEqual, served by the head asked for (a zero-fit mixture for hydra_zero_fit)."""
+
+    async def score(self, kind, user_id, firsts, seconds, *, profile=None, prefer="user"):
+        scores = await super().score(kind, user_id, firsts, seconds, profile=profile)
+        return PairScores(scores.scores, head=prefer)
+
+
+def test_zero_fit_picks_have_their_own_guard(history):
+    from hydralm.pipeline.selection import SelectionGuard
+
+    guard = SelectionGuard(0.0, zero_fit=SelectionGuard(0.01, "consensus"))
+    p = Personalizer(get_task("synth-tag"), NearlyEqualAsAsked(), ScriptedGenerator(), history,
+                     guard=guard)
+    fitted, zero_fit = run(p, "hydra"), run(p, "hydra_zero_fit")
+    assert (fitted.heads["adapter"], fitted.selection) == ("user", "adapter")
+    assert (zero_fit.heads["adapter"], zero_fit.selection) == ("zero_fit", "fallback")
+    with pytest.raises(ValueError, match="no zero-fit guard of its own"):
+        SelectionGuard(zero_fit=guard)

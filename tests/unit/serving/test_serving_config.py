@@ -54,6 +54,11 @@ def test_selection_guard_comes_from_the_args():
     assert ServeArgs().selection_guard() == SelectionGuard(0.0, "consensus")   # off by default
     args = ServeArgs.from_dict({"selection_min_spread": 0.005, "selection_fallback": "first"})
     assert args.selection_guard() == SelectionGuard(0.005, "first")
+    zero_fit = ServeArgs.from_dict({"selection_min_spread": 0.005, "selection_fallback": "first",
+                                    "zero_fit_selection_min_spread": 1.0}).selection_guard()
+    assert zero_fit.for_head("zero_fit") == SelectionGuard(1.0, "first")
+    assert zero_fit.for_head("user") == zero_fit.for_head("global") == SelectionGuard(
+        0.005, "first", zero_fit.zero_fit)
 
 
 def test_external_generator_url(monkeypatch):
