@@ -16,6 +16,7 @@ some thirty means is partly noise; the choice is therefore:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -98,7 +99,7 @@ def choose_guard(task, rows: Sequence[CalibrationRow], *,
         {r: max(sum(v) / len(v) for v in tables[r][0].values()) for r in rules},
         {"default": {"rule": default[0], "min_spread": default[1]},
          "best": {"rule": best[0], "min_spread": best[1]},
-         "gain": gain, "se": se, "margin": margin})
+         "gain": gain, "se": None if math.isnan(se) else se, "margin": margin})
 
 
 def _per_query(task, usable: Sequence[CalibrationRow], rule: FallbackRule,

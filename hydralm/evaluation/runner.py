@@ -63,9 +63,10 @@ class EvalQuery:
 class QueryOutcome:
     """What every method answered to one query: `answers` are parsed (None: unparseable),
     `raw` the generator's text, `candidates` the N samples HYDRA's adapter chose among and
-    `adapter_scores` its scores of them (`run_queries`' selector: hydra by default), `heads` which head ("user", "zero_fit" or "global")
-    served each model of each HYDRA method, `selections` how each adapter method picked ("adapter", or
-    "fallback" when the selection guard replaced a collapsed pick)."""
+    `adapter_scores` its scores of them (of `run_queries`' selector method: hydra by default),
+    `heads` which head ("user", "zero_fit" or "global") served each model of each HYDRA method,
+    `selections` how each adapter method picked ("adapter", or "fallback" when the selection
+    guard replaced a collapsed pick)."""
 
     user_id: str
     query_id: str

@@ -26,6 +26,14 @@ def test_a_decisive_right_adapter_keeps_the_guard_off():
     assert choice.metric_by_threshold["0.0"] == 1.0 and choice.metric_by_threshold["0.2"] == 1.0
 
 
+def test_one_row_decides_nothing_beyond_the_ends_and_stays_json():
+    import json
+
+    choice = choose_guard(TAG, _rows(0, 1))
+    assert choice.min_spread == 0.05 and choice.evidence["se"] is None   # the end's stand-in
+    json.loads(json.dumps(choice.to_dict(), allow_nan=False))
+
+
 def test_no_rows_means_no_guard():
     choice = choose_guard(TAG, [CalibrationRow(["only"], [0.5], "only")])
     assert (choice.min_spread, choice.queries, choice.metric_by_threshold) == (0.0, 0, {})
