@@ -55,7 +55,9 @@ class GuardConfig(StrictModel):
         None, ge=0.0, le=1.0,
         description="Adapter-score spread below which a pick counts as collapsed. None: chosen "
                     "per seed on the training users' held-out queries (those beyond "
-                    "labels.max_queries_per_user), never on test users; 0: off.")
+                    "labels.max_queries_per_user), never on test users: no guard or always "
+                    "falling back, whichever scores better, unless a threshold between beats it "
+                    "by two standard errors; zero-fit picks get their own choice; 0: off.")
     rule: Literal["consensus", "first", "auto"] = Field(
         "consensus", description="What picks instead: the candidate the others agree with "
                                  "most, or the first candidate (the greedy answer; the bare "
