@@ -145,8 +145,9 @@ async def _choose_guard(cfg: EvalConfig, seed: int, personalizer: Personalizer,
                 "chosen_on": "off: no training query is held out "
                              "(labels.max_queries_per_user unset)"}
     fitted = cfg.guard.heads == "fitted"
-    twin = copy.copy(personalizer)
-    twin.history = MemoryHistory(histories)
+    on_training = copy.copy(personalizer)           # the training users' histories
+    on_training.history = MemoryHistory(histories)
+    twin = copy.copy(on_training)
     if fitted:
         twin.scorer = _scorer(cfg.job(seed, calibration=True), ["hydra"])
     try:
@@ -164,9 +165,7 @@ async def _choose_guard(cfg: EvalConfig, seed: int, personalizer: Personalizer,
     if "hydra_zero_fit" in cfg.methods:
         # zero-fit picks: the same queries, each training user routed over the OTHER training
         # users' heads (the router leaves the user's own out), as a new user is
-        zero = copy.copy(personalizer)
-        zero.history = MemoryHistory(histories)
-        outcomes = await run_queries(zero, queries, ["hydra_zero_fit"],
+        outcomes = await run_queries(on_training, queries, ["hydra_zero_fit"],
                                      concurrency=cfg.concurrency, progress=progress,
                                      desc="zero-fit guard calibration", selector="hydra_zero_fit")
         theirs = choose_guard(personalizer.task, _calibration_rows(outcomes), rule=rules)

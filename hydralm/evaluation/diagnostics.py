@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from hydralm.evaluation.reference import closeness
 from hydralm.evaluation.runner import QueryOutcome
+from hydralm.pipeline.selection import SelectionGuard, select_candidate
 
 __all__ = ["fallback_rates", "selection_diagnostics"]
 
@@ -43,9 +44,9 @@ def selection_diagnostics(task, outcomes: Sequence[QueryOutcome]) -> dict[str, f
         gold_among += task.kind == "classification" and top == 1.0
         hydra = closeness(task, o.answers.get("hydra"), o.gold) == top
         hydra_best += hydra
-        if len(o.adapter_scores) == len(values):
-            scores = o.adapter_scores
-            adapter_best += values[max(range(len(values)), key=lambda i: (scores[i], -i))] == top
+        if len(o.adapter_scores) == len(values):       # the adapter's pick with the guard off
+            adapter_best += values[select_candidate(o.candidates, o.adapter_scores,
+                                                    SelectionGuard()).index] == top
         else:
             adapter_best += hydra
         chance += sum(v == top for v in values) / len(values)

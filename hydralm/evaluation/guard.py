@@ -73,30 +73,30 @@ def choose_guard(task, rows: Sequence[CalibrationRow], *,
     if not usable:
         return GuardChoice(0.0, 0, {}, {}, rules[0])
     grid = sorted(grid)
-    tables = {r: _per_query(task, usable, r, grid) for r in rules}
+    metric: dict[tuple[FallbackRule, float], list[float]] = {}   # (rule, threshold) -> per row
+    fallbacks: dict[FallbackRule, dict[float, float]] = {}
+    for r in rules:
+        per_threshold, fallbacks[r] = _per_query(task, usable, r, grid)
+        metric.update({(r, t): values for t, values in per_threshold.items()})
 
     def mean(option: tuple[FallbackRule, float]) -> float:
-        values = tables[option[0]][0][option[1]]
-        return round(sum(values) / len(values), 12)
+        return round(sum(metric[option]) / len(usable), 12)
 
     # every option in preference order: fewer fallbacks first, then the rule listed first
     options = [(r, t) for t in grid for r in rules]
     ends = [(rules[0], grid[0]), *((r, grid[-1]) for r in rules)]
     default = max(ends, key=lambda o: (mean(o), -ends.index(o)))
     # an option scoring exactly as the default on every query is the default, with fewer fallbacks
-    default = next(o for o in options
-                   if tables[o[0]][0][o[1]] == tables[default[0]][0][default[1]])
+    default = next(o for o in options if metric[o] == metric[default])
     best = max(options, key=lambda o: (mean(o), -options.index(o)))
-    gains = [b - d for b, d in zip(tables[best[0]][0][best[1]],
-                                   tables[default[0]][0][default[1]], strict=True)]
+    gains = [b - d for b, d in zip(metric[best], metric[default], strict=True)]
     gain, se = mean_and_se(gains)
-    chosen = best if best != default and clear_gain(gains, margin) else default
-    metric, fallbacks = tables[chosen[0]]
+    rule_chosen, threshold = best if best != default and clear_gain(gains, margin) else default
     return GuardChoice(
-        chosen[1], len(usable),
-        {str(t): sum(v) / len(v) for t, v in metric.items()},
-        {str(t): f for t, f in fallbacks.items()}, chosen[0],
-        {r: max(sum(v) / len(v) for v in tables[r][0].values()) for r in rules},
+        threshold, len(usable),
+        {str(t): sum(metric[rule_chosen, t]) / len(usable) for t in grid},
+        {str(t): f for t, f in fallbacks[rule_chosen].items()}, rule_chosen,
+        {r: max(sum(metric[r, t]) / len(usable) for t in grid) for r in rules},
         {"default": {"rule": default[0], "min_spread": default[1]},
          "best": {"rule": best[0], "min_spread": best[1]},
          "gain": gain, "se": None if math.isnan(se) else se, "margin": margin})
