@@ -18,6 +18,7 @@ from hydralm.generator import GeneratorConfig
 from hydralm.history import SqliteHistoryStore
 from hydralm.history_pg import PostgresHistoryStore
 from hydralm.pipeline import METHODS, CandidateSampling, SelectionGuard
+from hydralm.pipeline.selection import FallbackRule
 from hydralm.settings import home_dir
 from serving.ratelimit import RateLimit
 from serving.scorer_config import ScorerArgs
@@ -158,16 +159,19 @@ class ServeArgs(StrictModel):
                     "selection_fallback picks instead (0: never). Take it from `hydralm eval` "
                     "(run.eval.<seed>.guard.min_spread: chosen on training users; its rule "
                     "run.eval.<seed>.guard.rule is selection_fallback's).")
-    selection_fallback: Literal["consensus", "first"] = Field(
+    selection_fallback: FallbackRule = Field(
         "consensus", description="What picks when the adapter's pick is collapsed: the candidate "
-                                 "the others agree with most, or the first candidate (the "
-                                 "greedy answer; the bare query's with bare_greedy_candidate).")
+                                 "the others agree with most (consensus), the first candidate "
+                                 "(first: the greedy answer; the bare query's with "
+                                 "bare_greedy_candidate), or the candidate agreeing most with "
+                                 "the user's own answers of the history items most like the "
+                                 "query (history).")
     zero_fit_selection_min_spread: float | None = Field(
         None, ge=0.0, le=1.0,
         description="selection_min_spread for picks scored by a zero-fit head (a user with "
                     "history and no fitted head); null: selection_min_spread. Take it from "
                     "`hydralm eval` (run.eval.<seed>.guard.zero_fit.min_spread).")
-    zero_fit_selection_fallback: Literal["consensus", "first"] | None = Field(
+    zero_fit_selection_fallback: FallbackRule | None = Field(
         None, description="selection_fallback for picks scored by a zero-fit head; null: "
                           "selection_fallback (run.eval.<seed>.guard.zero_fit.rule).")
     k_retrieve: int = Field(10, ge=1, le=1000, description="BM25 top-k handed to the reranker.")

@@ -63,7 +63,7 @@ from hydralm.evaluation import (
 from hydralm.generator import GeneratorClient
 from hydralm.jobconfig import JobConfig
 from hydralm.pipeline import Personalizer
-from hydralm.pipeline.selection import SelectionGuard
+from hydralm.pipeline.selection import FALLBACK_RULES, SelectionGuard
 from hydralm.scoring import LocalPairScorer
 from hydralm.tasks import get_task
 from training.eval_train import fit_calibration_heads, fit_head_variant, train_seed
@@ -131,7 +131,7 @@ async def _choose_guard(cfg: EvalConfig, seed: int, personalizer: Personalizer,
     """Set `personalizer.guard` from the config, or choose its threshold on the training users'
     held-out queries (with their fitted heads when `guard.heads` is fitted); returns what was
     chosen and from what."""
-    rules = ["consensus", "first"] if cfg.guard.rule == "auto" else [cfg.guard.rule]
+    rules = list(FALLBACK_RULES) if cfg.guard.rule == "auto" else [cfg.guard.rule]
     if not cfg.guard.calibrated or not _guarded(cfg):
         personalizer.guard = SelectionGuard(cfg.guard.min_spread or 0.0, rules[0])
         return {"min_spread": personalizer.guard.min_spread, "rule": rules[0],
@@ -178,7 +178,7 @@ async def _choose_guard(cfg: EvalConfig, seed: int, personalizer: Personalizer,
 
 
 def _calibration_rows(outcomes: list[QueryOutcome]) -> list[CalibrationRow]:
-    return [CalibrationRow(o.candidates, o.adapter_scores, o.gold) for o in outcomes]
+    return [CalibrationRow(o.candidates, o.adapter_scores, o.gold, o.history) for o in outcomes]
 
 
 def _scorer(job: JobConfig, methods: list[str],

@@ -58,12 +58,15 @@ class GuardConfig(StrictModel):
                     "labels.max_queries_per_user), never on test users: no guard or always "
                     "falling back, whichever scores better, unless a threshold between beats it "
                     "by two standard errors; zero-fit picks get their own choice; 0: off.")
-    rule: Literal["consensus", "first", "auto"] = Field(
+    rule: Literal["consensus", "first", "history", "auto"] = Field(
         "consensus", description="What picks instead: the candidate the others agree with "
-                                 "most, or the first candidate (the greedy answer; the bare "
-                                 "query's with labels.adapter_bare_greedy_candidate); auto: "
-                                 "whichever of the two scores better on the training users' "
-                                 "held-out queries, with min_spread chosen there too.")
+                                 "most (consensus), the first candidate (first: the greedy "
+                                 "answer; the bare query's with "
+                                 "labels.adapter_bare_greedy_candidate), or the candidate "
+                                 "agreeing most with the user's own answers of the history "
+                                 "items most like the query (history); auto: whichever of the three scores "
+                                 "best on the training users' held-out queries, with min_spread "
+                                 "chosen there too.")
     heads: Literal["fitted", "trained"] = Field(
         "fitted", description="The training users' heads the threshold is chosen with. fitted: "
                               "heads fitted again by the fit stage from each training user's "

@@ -1,8 +1,10 @@
 """Choosing the selection guard's threshold on TRAINING users' held-out queries (never test users).
 
 Each calibration row is one held-out query of a training user that HYDRA answered: its candidates,
-the adapter's scores of them and the gold. For every threshold of a grid and every fallback rule
-given (the eval's `guard.rule: auto` gives two), the guard's pick (see `hydralm.pipeline.selection`)
+the adapter's scores of them, the gold and the user's answers of the history items most like the
+query (`PersonalizeResult.history_answers`). For every
+threshold of a grid and every fallback rule given (the eval's `guard.rule: auto` gives all three),
+the guard's pick (see `hydralm.pipeline.selection`)
 is scored against the gold by the task's primary metric. A few dozen queries decide, so the best of
 some thirty means is partly noise; the choice is therefore:
 
@@ -38,6 +40,7 @@ class CalibrationRow:
     candidates: list[str]
     scores: list[float]
     gold: str
+    history: list[str] = field(default_factory=list)   # PersonalizeResult.history_answers
 
 
 @dataclass(frozen=True)
@@ -109,8 +112,8 @@ def _per_query(task, usable: Sequence[CalibrationRow], rule: FallbackRule,
     metric, fallbacks = {}, {}
     for threshold in grid:
         guard = SelectionGuard(min_spread=threshold, rule=rule)
-        picks = [select_candidate(row.candidates, row.scores, guard, parse=parse)
-                 for row in usable]
+        picks = [select_candidate(row.candidates, row.scores, guard, parse=parse,
+                                  history=row.history) for row in usable]
         metric[threshold] = [closeness(task, task.parse(row.candidates[p.index]), row.gold)
                              for row, p in zip(usable, picks, strict=True)]
         fallbacks[threshold] = sum(p.how == "fallback" for p in picks) / len(usable)

@@ -64,6 +64,7 @@ class QueryOutcome:
     """What every method answered to one query: `answers` are parsed (None: unparseable),
     `raw` the generator's text, `candidates` the N samples HYDRA's adapter chose among and
     `adapter_scores` its scores of them (of `run_queries`' selector method: hydra by default),
+    `history` that method's `history_answers` (what the guard's "history" rule reads),
     `heads` which head ("user", "zero_fit" or "global") served each model of each HYDRA method,
     `selections` how each adapter method picked ("adapter", or "fallback" when the selection
     guard replaced a collapsed pick)."""
@@ -75,13 +76,15 @@ class QueryOutcome:
     raw: dict[str, str] = field(default_factory=dict)
     candidates: list[str] = field(default_factory=list)
     adapter_scores: list[float] = field(default_factory=list)
+    history: list[str] = field(default_factory=list)   # the selector's history_answers
     heads: dict[str, dict[str, str]] = field(default_factory=dict)
     selections: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {"user_id": self.user_id, "query_id": self.query_id, "gold": self.gold,
                 "answers": self.answers, "raw": self.raw, "candidates": self.candidates,
-                "adapter_scores": self.adapter_scores, "heads": self.heads,
+                "adapter_scores": self.adapter_scores, "history": self.history,
+                "heads": self.heads,
                 "selections": self.selections}
 
 
@@ -121,6 +124,7 @@ async def _one_query(personalizer: Personalizer, query: EvalQuery, methods: Sequ
         if method == selector:
             outcome.candidates = list(result.candidates)
             outcome.adapter_scores = list(result.adapter_scores)
+            outcome.history = list(result.history_answers)
     profile = personalizer.history.get(query.user_id)
     outcome.answers[HISTORY_KNN] = history_knn(task, query.input, profile, k=knn_k)
     if selector in methods:

@@ -68,6 +68,10 @@ class PersonalizeResult:
     retrieved_ids: list[str] = field(default_factory=list)
     rerank_scores: list[float] = field(default_factory=list)
     prompt_item_ids: list[str] = field(default_factory=list)
+    # the user's own answers (targets) of the history items most like the query (the prompt's;
+    # BM25's top k_prompt where the prompt holds none): what the guard's "history" rule compares
+    # candidates with; empty without history or where the task's items carry none (LaMP-1)
+    history_answers: list[str] = field(default_factory=list)
     candidates: list[str] = field(default_factory=list)
     adapter_scores: list[float] = field(default_factory=list)
     heads: dict[str, str] = field(default_factory=dict)
@@ -110,7 +114,7 @@ class Personalizer:
         spec = _method(method)
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        prompt, items, retrieved_ids, rerank_scores, heads, profile = await self._prompt(
+        prompt, items, retrieved_ids, rerank_scores, heads, profile, answers = await self._prompt(
             spec, user_id, query_input, timings)
         t = time.perf_counter()
         messages = [{"role": "user", "content": prompt}]
@@ -136,15 +140,17 @@ class Personalizer:
             adapter_scores, heads["adapter"] = scored.scores, scored.head
             parse = self.task.parse if self.task.labels else None
             picked = select_candidate(candidates, adapter_scores,
-                                      self.guard.for_head(scored.head), parse=parse)
+                                      self.guard.for_head(scored.head), parse=parse,
+                                      history=answers)
             best, how = picked.index, picked.how
             timings["adapter_ms"] = _ms(t)
         timings["total_ms"] = _ms(t0)
         return PersonalizeResult(
             answer=candidates[best] if candidates else "", prompt=prompt,
             retrieved_ids=retrieved_ids, rerank_scores=rerank_scores,
-            prompt_item_ids=[str(i.get("id", "")) for i in items], candidates=candidates,
-            adapter_scores=adapter_scores, heads=heads, timings_ms=timings, selection=how,
+            prompt_item_ids=[str(i.get("id", "")) for i in items], history_answers=answers,
+            candidates=candidates, adapter_scores=adapter_scores, heads=heads, timings_ms=timings,
+            selection=how,
             finish_reasons=samples.finish_reasons, prompt_tokens=samples.prompt_tokens,
             completion_tokens=samples.completion_tokens)
 
@@ -160,7 +166,7 @@ class Personalizer:
             raise ValueError(f"method {method!r} chooses among candidates; it cannot stream")
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        prompt, items, retrieved_ids, rerank_scores, heads, _ = await self._prompt(
+        prompt, items, retrieved_ids, rerank_scores, heads, _, _ = await self._prompt(
             spec, user_id, query_input, timings)
         t = time.perf_counter()
         samples: Samples | None = None
@@ -184,7 +190,7 @@ class Personalizer:
     async def _prompt(self, spec: MethodSpec, user_id: str, query_input: str,
                       timings: dict[str, float]):
         """(prompt, items in it, retrieved ids, rerank scores, heads, the history's profile for
-        the scorer) of one query."""
+        the scorer, the user's answers of the history items most like the query) of one query."""
         # in a thread: a database read (PostgreSQL, possibly waiting out an outage) must not
         # block the event loop every other request of this replica runs on
         history = await asyncio.to_thread(self.history.get, user_id)
@@ -194,7 +200,21 @@ class Personalizer:
         items, retrieved_ids, rerank_scores, heads = await self._select_items(
             spec, user_id, query_input, history, profile, timings)
         prompt = self.task.rag_prompt(query_input, items) if items else query_input
-        return prompt, items, retrieved_ids, rerank_scores, heads, profile
+        answers = (self._history_answers(query_input, history, items)
+                   if spec.selection == "adapter" else [])
+        return prompt, items, retrieved_ids, rerank_scores, heads, profile, answers
+
+    def _history_answers(self, query_input: str, history: list[dict],
+                         items: list[dict]) -> list[str]:
+        """The targets of the prompt's items, or of BM25's top k_prompt of the history where the
+        prompt holds none (hydra_adapter); [] where the task's items carry no target."""
+        if self.task.target_field is None or not history:
+            return []
+        if not items:
+            docs = [self.task.item_text(item) for item in history]
+            items = [history[i] for i in bm25_top_k(self.task.query_text(query_input), docs,
+                                                     k=max(1, self.k_prompt))]
+        return [self.task.item_target(item) for item in items]
 
     async def _select_items(self, spec: MethodSpec, user_id: str, query_input: str,
                             profile: list[dict], terms: Profile | None,

@@ -79,7 +79,10 @@ def test_quick_eval_writes_the_table_and_a_rerun_costs_no_generator_call(
     selection = first["selection"]
     assert selection["candidate_policy"] == {"n": 8, "temperature": 1.0, "greedy_first": False,
                                              "bare_greedy": True, "bare_samples": 2}
-    assert selection["guard_rule"]["0"] in ("consensus", "first")
+    assert selection["guard_rule"]["0"] in ("consensus", "first", "history")
+    # auto weighed all three rules, "history" reading each query's prompt items' own tags
+    assert set(first["run"]["eval"]["0"]["guard"]["metric_by_rule"]) == {
+        "consensus", "first", "history"}
     # ... with the 8 training users' heads fitted again from their own history (the test
     # users' procedure), in the seed's calibration job
     calibration = first["run"]["training"]["0"]["guard_calibration"]
@@ -90,7 +93,8 @@ def test_quick_eval_writes_the_table_and_a_rerun_costs_no_generator_call(
     # Zero-fit picks get their own guard, chosen on the same held-out queries answered with each
     # training user's zero-fit head (the other training users' heads mixed)
     zero_fit_guard = first["run"]["eval"]["0"]["guard"]["zero_fit"]
-    assert zero_fit_guard["queries"] == 8 and zero_fit_guard["rule"] in ("consensus", "first")
+    assert zero_fit_guard["queries"] == 8 and zero_fit_guard["rule"] in (
+        "consensus", "first", "history")
     assert set(zero_fit_guard["evidence"]) == {"default", "best", "gain", "se", "margin"}
     assert selection["guard_by_seed"]["0"]["hydra_zero_fit"] == {
         "rule": zero_fit_guard["rule"], "min_spread": zero_fit_guard["min_spread"]}

@@ -52,6 +52,20 @@ def test_auto_picks_the_rule_whose_fallback_scores_better_on_the_rows():
     assert both.to_dict()["rule"] == "first"
 
 
+def test_the_history_rule_reads_each_rows_history_items():
+    # The adapter's pick and the majority are wrong; the user's own past tags name the gold,
+    # and every fallback pick of the history rule is right: always falling back with it wins
+    # (at 0.8, the smallest threshold above the rows' spread of 0.6: the same picks).
+    rows = [CalibrationRow(["romance", "comedy", "comedy", "sci-fi"], [0.9, 0.30, 0.32, 0.3],
+                           "sci-fi", ["sci-fi", "sci-fi", "drama"])] * 4
+    choice = choose_guard(TAG, rows, rule=["consensus", "first", "history"])
+    assert (choice.rule, choice.min_spread) == ("history", 0.8)
+    assert choice.metric_by_rule == {"consensus": 0.0, "first": 0.0, "history": 1.0}
+    # without their history the rule has nothing to read and picks as consensus does
+    bare = [CalibrationRow(r.candidates, r.scores, r.gold) for r in rows]
+    assert choose_guard(TAG, bare, rule=["consensus", "history"]).metric_by_rule["history"] == 0.0
+
+
 def test_auto_keeps_the_first_listed_rule_on_a_tie():
     rows = [CalibrationRow(["romance", "comedy", "comedy"], [0.9, 0.1, 0.2], "romance")] * 3
     assert choose_guard(TAG, rows, rule=["consensus", "first"]).rule == "consensus"

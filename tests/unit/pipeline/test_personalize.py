@@ -151,6 +151,30 @@ def test_guard_replaces_a_collapsed_adapter_pick(history, min_spread, answer, ho
     assert (result.answer, result.selection) == (answer, how)
 
 
+def test_history_rule_falls_back_to_the_users_own_answers(tmp_path):
+    from hydralm.pipeline.selection import SelectionGuard
+
+    store = SqliteHistoryStore(tmp_path / "h.db")
+    store.append("u1", [{"id": f"i{j}", "description": f"a robot in space, part {j}",
+                         "tag": "action" if j != 2 else "sci-fi"} for j in range(5)])
+    task = get_task("synth-tag")
+    p = Personalizer(task, NearlyEqual(), ScriptedGenerator(), store, k_retrieve=5, k_prompt=3,
+                     guard=SelectionGuard(min_spread=0.01, rule="history"))
+    result = run(p, "hydra")
+    # the prompt's items' own tags come back; the candidate "action" agrees with most of them
+    # (consensus would pick "comedy")
+    assert sorted(result.history_answers) in (["action"] * 3, ["action", "action", "sci-fi"])
+    assert (result.answer, result.selection) == ("action", "fallback")
+    # hydra_adapter's prompt holds no history item: BM25's top k_prompt of the history stand in
+    alone = run(p, "hydra_adapter")
+    assert len(alone.history_answers) == 3 and alone.prompt_item_ids == []
+    assert (alone.answer, alone.selection) == ("action", "fallback")
+    # consensus would pick "comedy" (the majority of the samples)
+    consensus = Personalizer(task, NearlyEqual(), ScriptedGenerator(), store, k_retrieve=5,
+                             k_prompt=3, guard=SelectionGuard(min_spread=0.01))
+    assert run(consensus, "hydra").answer == "comedy"
+
+
 class NearlyEqualAsAsked(NearlyEqual):
     """NearlyEqual, served by the head asked for (a zero-fit mixture for hydra_zero_fit)."""
 
