@@ -127,7 +127,9 @@ def _initial_bank(num_heads: int, dim: int, cfg: HeadFitConfig, init: AnyHeadSta
                          f"{head.describe()} heads")
     if init.dim != dim:
         raise ValueError(f"init has d={init.dim}, the rows have d={dim}")
-    return HeadBank.from_states([init] * num_heads, dropout=cfg.dropout, shared=shared)
+    # the bank stores in `head`'s dtype (a float32 global head starts int8 or bfloat16 heads)
+    return HeadBank.from_states([init] * num_heads, dropout=cfg.dropout, shared=shared,
+                                head=head)
 
 
 @torch.no_grad()

@@ -335,12 +335,14 @@ class HeadBank(nn.Module):
     @classmethod
     def from_states(cls, states: Sequence[AnyHeadState], *, dropout: float = 0.1,
                     mode: HeadMode = "segment", shared: Tensor | None = None,
-                    shared_sha: str | None = None) -> HeadBank:
+                    shared_sha: str | None = None, head: HeadConfig | None = None) -> HeadBank:
         """A bank holding `states` in order (head i is states[i]), stacked without a random init
         of more than one head. All states need one form (and rank) and one d; residual states
         need `shared`, the first layer every one of them names. `shared_sha`: that layer's
         `shared_digest` when the caller already verified it (a scoring pass: the loader matched
-        it), else it is computed here."""
+        it), else it is computed here. `head`: the bank's head config, of the states' form and
+        rank (its storage dtype is what `extract` gives, e.g. int8 heads fitted from a float32
+        global head); default: the first state's."""
         if not states:
             raise ValueError("from_states needs at least one head, got none")
         dims = sorted({s.dim for s in states})
@@ -348,7 +350,11 @@ class HeadBank(nn.Module):
         if len(dims) > 1 or len(forms) > 1:
             raise ValueError(f"all heads of a bank need the same d and form, got d {dims} and "
                              f"(form, rank) {forms}")
-        bank = cls(1, dims[0], dropout=dropout, mode=mode, head=states[0].config, shared=shared)
+        if head is not None and head.shape_key != states[0].shape_key:
+            raise ValueError(f"head asks for {head.describe()} heads, the states are "
+                             f"{states[0].config.describe()}")
+        bank = cls(1, dims[0], dropout=dropout, mode=mode, head=head or states[0].config,
+                   shared=shared)
         sha = shared_sha or bank.shared_sha                   # hashed once, not per head
         for i, state in enumerate(states):
             bank._check_shared(i, state, sha)

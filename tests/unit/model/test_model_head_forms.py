@@ -141,6 +141,27 @@ def test_fitting_takes_the_form_of_its_init():
         assert not torch.equal(bank.extract(i).a, init.a)      # every head moved from the init
 
 
+@pytest.mark.parametrize("dtype", ["bfloat16", "int8"])
+def test_heads_started_from_a_float32_global_head_store_in_the_configured_dtype(dtype):
+    # fit.init: global (the default) hands a dense float32 head as init; the configured storage
+    # dtype still decides how the fitted heads are saved (it once took the init's float32)
+    from hydralm.artifacts.serialize import decode_head, encode_head
+
+    x, idx, labels = _separable(users=2, per_user=20, seed=9)
+    init = _bank(HeadConfig(), num_heads=1, seed=10).extract(0)
+    head = HeadConfig(dtype=dtype)
+    bank = fit_heads_on_embeddings(x, idx, labels, 2, init=init, head=head, epochs=2, seed=3)
+    state = bank.extract(0)
+    assert bank.head == head and state.dtype == dtype
+    ids = {"kind": "adapter", "user_id": "u", "base_version": "b"}
+    data = encode_head(state, **ids)
+    assert decode_head(data, "head").state.dtype == dtype
+    assert len(data) < len(encode_head(init, **ids))     # smaller than the float32 file
+    with pytest.raises(ValueError, match="head asks for lowrank"):
+        fit_heads_on_embeddings(x, idx, labels, 2, init=init,
+                                head=HeadConfig(form="lowrank", rank=R), epochs=1)
+
+
 def test_job_and_eval_configs_choose_the_head_form_per_kind():
     from hydralm.jobconfig import JobConfig
 
