@@ -64,9 +64,9 @@ class GuardConfig(StrictModel):
                                  "answer; the bare query's with "
                                  "labels.adapter_bare_greedy_candidate), or the candidate "
                                  "agreeing most with the user's own answers of the history "
-                                 "items most like the query (history); auto: whichever of the three scores "
-                                 "best on the training users' held-out queries, with min_spread "
-                                 "chosen there too.")
+                                 "items most like the query (history); auto: whichever of the "
+                                 "three scores best on the training users' held-out queries, "
+                                 "with min_spread chosen there too.")
     heads: Literal["fitted", "trained"] = Field(
         "fitted", description="The training users' heads the threshold is chosen with. fitted: "
                               "heads fitted again by the fit stage from each training user's "

@@ -2,11 +2,10 @@
 
 Each calibration row is one held-out query of a training user that HYDRA answered: its candidates,
 the adapter's scores of them, the gold and the user's answers of the history items most like the
-query (`PersonalizeResult.history_answers`). For every
-threshold of a grid and every fallback rule given (the eval's `guard.rule: auto` gives all three),
-the guard's pick (see `hydralm.pipeline.selection`)
-is scored against the gold by the task's primary metric. A few dozen queries decide, so the best of
-some thirty means is partly noise; the choice is therefore:
+query (`PersonalizeResult.history_answers`). For every threshold of a grid and every fallback rule
+given (the eval's `guard.rule: auto` gives all three), the guard's pick (see
+`hydralm.pipeline.selection`) is scored against the gold by the task's primary metric. A few dozen
+queries decide, so the best of some thirty means is partly noise; the choice is therefore:
 
 - the default is the better of the grid's ends: no guard (threshold 0: the adapter always picks) or
   a rule that always falls back (the largest threshold), ties to no guard; an option scoring exactly

@@ -84,8 +84,7 @@ class QueryOutcome:
         return {"user_id": self.user_id, "query_id": self.query_id, "gold": self.gold,
                 "answers": self.answers, "raw": self.raw, "candidates": self.candidates,
                 "adapter_scores": self.adapter_scores, "history": self.history,
-                "heads": self.heads,
-                "selections": self.selections}
+                "heads": self.heads, "selections": self.selections}
 
 
 class MemoryHistory(HistoryStore):

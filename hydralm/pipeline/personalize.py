@@ -150,8 +150,8 @@ class Personalizer:
             retrieved_ids=retrieved_ids, rerank_scores=rerank_scores,
             prompt_item_ids=[str(i.get("id", "")) for i in items], history_answers=answers,
             candidates=candidates, adapter_scores=adapter_scores, heads=heads, timings_ms=timings,
-            selection=how,
-            finish_reasons=samples.finish_reasons, prompt_tokens=samples.prompt_tokens,
+            selection=how, finish_reasons=samples.finish_reasons,
+            prompt_tokens=samples.prompt_tokens,
             completion_tokens=samples.completion_tokens)
 
     async def stream(self, user_id: str, query_input: str, method: str, *,

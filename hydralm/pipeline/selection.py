@@ -77,22 +77,24 @@ def _unigram_f1(a: Counter, b: Counter) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def _agreement(candidates: Sequence[str], others: Sequence[str], *, exclude_self: bool,
+def _agreement(candidates: Sequence[str], others: Sequence[str] | None, *,
                parse: Callable[[str], str | None] | None) -> list[float]:
-    """Per candidate, how much `others` agree with it: votes of `others` for its parsed answer
-    (`parse` given; an unparseable candidate gets none), else its mean unigram F1 against them
-    (`exclude_self`: `others` are the candidates, each left out of its own mean)."""
+    """Per candidate, how much `others` agree with it (None: the candidates themselves): the
+    votes for its parsed answer (`parse` given; among the candidates a candidate's own vote counts,
+    the same +1 for every parsed one; an unparseable candidate gets 0), else its mean unigram F1
+    against them (among the candidates, against the others)."""
     if parse is not None:
         parsed = [parse(c) for c in candidates]
-        votes = Counter(p for p in (parse(o) for o in others) if p is not None)
+        votes = Counter(p for p in (parsed if others is None else map(parse, others))
+                        if p is not None)
         return [float(votes[p]) if p is not None else 0.0 for p in parsed]
     bags = [Counter(_WORD.findall(c.lower())) for c in candidates]
-    other_bags = bags if exclude_self else [Counter(_WORD.findall(o.lower())) for o in others]
-    agreement = []
-    for i, bag in enumerate(bags):
-        pool = [o for j, o in enumerate(other_bags) if not (exclude_self and j == i)]
-        agreement.append(sum(_unigram_f1(bag, o) for o in pool) / max(1, len(pool)))
-    return agreement
+    if others is None:
+        pools = [[o for j, o in enumerate(bags) if j != i] for i in range(len(bags))]
+    else:
+        pools = [[Counter(_WORD.findall(o.lower())) for o in others]] * len(bags)
+    return [sum(_unigram_f1(bag, o) for o in pool) / max(1, len(pool))
+            for bag, pool in zip(bags, pools, strict=True)]
 
 
 def consensus_index(candidates: Sequence[str], scores: Sequence[float], *,
@@ -101,7 +103,7 @@ def consensus_index(candidates: Sequence[str], scores: Sequence[float], *,
     parsed answer (label tasks), else by mean unigram F1 with the other candidates."""
     if not candidates:
         raise ValueError("consensus_index needs at least one candidate, got none")
-    agreement = _agreement(candidates, candidates, exclude_self=True, parse=parse)
+    agreement = _agreement(candidates, None, parse=parse)
     return max(range(len(candidates)), key=lambda i: (agreement[i], scores[i], -i))
 
 
@@ -111,8 +113,8 @@ def history_index(candidates: Sequence[str], scores: Sequence[float], history: S
     most like the query; see the module docstring), ties to `consensus_index`'s order."""
     if not candidates:
         raise ValueError("history_index needs at least one candidate, got none")
-    mine = _agreement(candidates, history, exclude_self=False, parse=parse)
-    theirs = _agreement(candidates, candidates, exclude_self=True, parse=parse)
+    mine = _agreement(candidates, history, parse=parse)
+    theirs = _agreement(candidates, None, parse=parse)
     return max(range(len(candidates)), key=lambda i: (mine[i], theirs[i], scores[i], -i))
 
 
