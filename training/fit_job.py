@@ -2,7 +2,7 @@
 
 ```
 fit labels of pending users (history-only pseudo-query pairs)
-  -> ray.data.from_arrow(...).map_batches(Embedder)   the frozen base embeds every pair ONCE
+  -> ray.data.from_blocks(...).map_batches(embed_batch)  the frozen base embeds every pair ONCE
   -> write_parquet(partition_cols=["bucket"])          <work_dir>/fit/<kind>/<base>/<key>/bucket=K
   -> one Ray task per bucket                           fits its users' heads on those vectors
                                                        (every epoch reuses them) and saves them
@@ -19,6 +19,7 @@ current base AND records that version (`head_is_current`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -49,13 +50,13 @@ from training.label_store import read_labels
 from training.ray_env import worker_env
 from training.users import UserSplit
 
-__all__ = ["Embedder", "current_base", "embeddings_key", "fit_labelled", "fitted_users",
+__all__ = ["current_base", "embed_batch", "embeddings_key", "fit_labelled", "fitted_users",
            "head_is_current", "run_fit"]
 
 log = logging.getLogger(__name__)
 
 _SUCCESS = "_SUCCESS"
-_BLOCK_ROWS = 4096   # label pairs per Ray Data block handed to the embedding actors
+_BLOCK_ROWS = 4096   # label pairs per Ray Data block handed to the embedding tasks
 
 
 def fitted_users(registry: Registry, kind: str, base_version: str) -> set[str]:
@@ -70,20 +71,24 @@ def head_is_current(entry, base_version: str, history_version: int | None) -> bo
         history_version is None or entry.history_version == history_version)
 
 
-class Embedder:
-    """A Ray Data actor holding the frozen base: pairs in, (user, bucket, label, vector) out."""
+@functools.lru_cache(maxsize=1)
+def _frozen_base(registry_uri: str, kind: str, base_version: str, precision: Precision):
+    """The frozen base of `kind`, loaded once per worker process and kept for the next embedding
+    task of the same base (Ray reuses a job's worker processes; one base at a time)."""
+    encoder, _ = load_kind_base(Registry(registry_uri), kind, version=base_version)
+    encoder.set_precision(precision)
+    return encoder
 
-    def __init__(self, registry_uri: str, kind: str, base_version: str, batch_size: int,
-                 precision: Precision = "auto") -> None:
-        self.encoder, _ = load_kind_base(Registry(registry_uri), kind, version=base_version)
-        self.encoder.set_precision(precision)
-        self.batch_size = batch_size
 
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        vectors = self.encoder.embed(batch["first"].to_pylist(), batch["second"].to_pylist(),
-                                     batch_size=self.batch_size).numpy()
-        out = embeddings_table(batch["user_id"].to_pylist(), batch["label"].to_pylist(), vectors)
-        return out.append_column("bucket", batch["bucket"])
+def embed_batch(batch: pa.Table, *, registry_uri: str, kind: str, base_version: str,
+                batch_size: int, precision: Precision = "auto") -> pa.Table:
+    """A Ray Data task's batch of pairs in, (user, label, vector, bucket) out, on the frozen
+    base."""
+    encoder = _frozen_base(registry_uri, kind, base_version, precision)
+    vectors = encoder.embed(batch["first"].to_pylist(), batch["second"].to_pylist(),
+                            batch_size=batch_size).numpy()
+    out = embeddings_table(batch["user_id"].to_pylist(), batch["label"].to_pylist(), vectors)
+    return out.append_column("bucket", batch["bucket"])
 
 
 def embeddings_key(users: Mapping[str, int | None], precision: ResolvedPrecision) -> str:
@@ -97,7 +102,7 @@ def embeddings_key(users: Mapping[str, int | None], precision: ResolvedPrecision
 def _embed(cfg: JobConfig, kind: str, version: str, labels: pa.Table,
            users: Mapping[str, int | None]) -> tuple[str, float]:
     """Embed the pending users' pairs once (or reuse a complete earlier run); (uri, seconds).
-    'auto' precision is resolved here, once, and handed to every embedding actor as the key
+    'auto' precision is resolved here, once, and handed to every embedding task as the key
     names it."""
     precision = resolve_precision(cfg.fit.precision)
     key = embeddings_key(users, precision)
@@ -117,14 +122,12 @@ def _embed(cfg: JobConfig, kind: str, version: str, labels: pa.Table,
     # which never schedules next to a running serving app on a small machine.
     blocks = [table.slice(start, _BLOCK_ROWS) for start in range(0, table.num_rows, _BLOCK_ROWS)]
     ray.data.from_blocks(blocks).map_batches(
-        Embedder, fn_constructor_kwargs={"registry_uri": cfg.paths.registry, "kind": kind,
-                                         "base_version": version,
-                                         "batch_size": cfg.fit.embed_batch_size,
-                                         "precision": precision},
+        embed_batch, fn_kwargs={"registry_uri": cfg.paths.registry, "kind": kind,
+                                "base_version": version, "batch_size": cfg.fit.embed_batch_size,
+                                "precision": precision},
         batch_size=cfg.fit.embed_batch_size, batch_format="pyarrow",
-        num_cpus=cfg.fit.cpus_per_task,
-        runtime_env=worker_env() or None,
-        compute=ray.data.ActorPoolStrategy(size=cfg.fit.embed_concurrency),
+        num_cpus=cfg.fit.cpus_per_task, runtime_env=worker_env() or None,
+        concurrency=cfg.fit.embed_concurrency,
     ).write_parquet(path, filesystem=fs, partition_cols=["bucket"],
                     ray_remote_args={"num_cpus": cfg.fit.cpus_per_task})
     write_json(join_uri(uri, _SUCCESS), {"users": len(users), "rows": labels.num_rows,
@@ -143,6 +146,9 @@ def _fit_bucket(cfg: JobConfig, kind: str, version: str, embeddings_uri: str, bu
     manifest = registry.manifest()
     todo = sorted(u for u, hv in users.items()
                   if not head_is_current(registry.head_entry(kind, u, manifest), version, hv))
+    if not todo:     # a retry of a task that saved its heads before it was lost
+        return {"bucket": bucket, "fitted": 0, "users": [], "rows": 0,
+                "seconds": time.monotonic() - start}
     fs, path = filesystem_for(join_uri(embeddings_uri, f"bucket={bucket}"))
     table = pds.dataset(path, filesystem=fs, format="parquet").to_table(
         filter=pc.field("user_id").isin(todo))

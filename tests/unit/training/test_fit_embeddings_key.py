@@ -55,13 +55,13 @@ def test_a_complete_run_is_reused_only_in_its_own_precision(tmp_path, monkeypatc
 
 
 def test_auto_is_resolved_once_on_the_driver(tmp_path, monkeypatch):
-    """'auto' names the run by what it resolves to, and the embedding actors get that value."""
+    """'auto' names the run by what it resolves to, and the embedding tasks get that value."""
     seen = {}
 
     def from_blocks(blocks):
         class Dataset:
-            def map_batches(self, fn, fn_constructor_kwargs, **kwargs):
-                seen.update(fn_constructor_kwargs)
+            def map_batches(self, fn, fn_kwargs, **kwargs):
+                seen.update(fn_kwargs)
                 raise _Embedded
         return Dataset()
 
@@ -73,3 +73,24 @@ def test_auto_is_resolved_once_on_the_driver(tmp_path, monkeypatch):
     with pytest.raises(_Embedded):
         fit_job._embed(cfg, "reranker", "v1", labels, {"u1": None})
     assert seen["precision"] == "fp32"
+
+
+def test_a_retried_bucket_task_whose_heads_are_saved_fits_nothing(tmp_path):
+    """A bucket task lost after its one save is retried by Ray: every user's head is current, so it
+    returns at once (no vectors read; an empty user filter once failed on its type)."""
+    import torch
+
+    from hydralm.artifacts import Registry
+    from hydralm.model import HeadState
+
+    cfg = tiny_job(tmp_path / "job", tmp_path / "encoder")
+    registry = Registry(cfg.paths.registry)
+    version = registry.publish_base({"w": torch.zeros(1)}, {"note": "test"})
+    d = 4
+    state = HeadState(torch.zeros(d, d), torch.zeros(d), torch.zeros(d, 2), torch.zeros(2))
+    registry.save_heads("reranker", {"u1": state, "u2": state}, version,
+                        history_versions={"u1": 3, "u2": 5})
+    missing = join_uri(cfg.paths.work_dir, "fit", "reranker", version, "no-such-run")
+    result = fit_job._fit_bucket._function(cfg, "reranker", version, missing, 0,
+                                           {"u1": 3, "u2": 5}, False)
+    assert result["fitted"] == 0 and result["users"] == [] and result["rows"] == 0
