@@ -1,7 +1,8 @@
 """The fit stage's embedding cache: bf16 and fp32 vectors are never reused for one another.
 
 `_embed` names each embedding run by its users, their history versions and the encoder's resolved
-precision; a complete run (its `_SUCCESS` file) is reused only under the same name."""
+precision; a complete run (its `_SUCCESS` file) is reused only under the same name. A bucket task
+retried after saving its heads fits nothing."""
 
 from __future__ import annotations
 
