@@ -197,7 +197,7 @@ class FitConfig(StrictModel):
     embed_batch_size: int = Field(128, ge=1, le=65_536,
                                   description="Pairs per base forward when embedding.")
     embed_concurrency: int = Field(1, ge=1, le=4096,
-                                   description="Ray Data tasks computing base embeddings at once.")
+                                   description="Most Ray Data tasks embedding at once.")
     precision: Precision = precision_field()
     cpus_per_task: float = Field(1.0, gt=0, le=1024,
                                  description="CPUs per bucket task and per embedding task.")
