@@ -245,7 +245,8 @@ def workload(path: str, users: list[str], labels: list[str]):
         if i % 2 == 0:
             return "/v1/rerank", {"user": user, "query": _text(i, 8),
                                   "item_ids": [f"h{j}" for j in range(10)]}
-        return "/v1/score", {"user": user, "prompt": _text(i, 120), "candidates": labels[:8]}
+        return "/v1/score", {"user": user, "query": _text(i, 10), "prompt": _text(i, 120),
+                             "candidates": labels[:8]}
 
     def pipeline(i: int) -> tuple[str, dict]:
         return "/v1/personalize", {"user": users[i % len(users)], "input":

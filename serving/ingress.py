@@ -281,7 +281,7 @@ async def score(body: ScoreRequest, grant: Grant, ctx: Ctx) -> ScoreResponse:
     user = ctx.user(grant, body.user)
     body.check_limits(ctx.limits)
     start = time.perf_counter()
-    scored = await ctx.service.score(user, body.prompt, body.candidates)
+    scored = await ctx.service.score(user, body.query, body.prompt, body.candidates)
     ctx.timed("/v1/score", "adapter", start)
     ctx.metrics.heads({"adapter": scored.head})
     return ScoreResponse(user=user, head=scored.head, scores=scored.scores,

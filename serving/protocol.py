@@ -129,9 +129,12 @@ class RerankRequest(_Request):
 
 
 class ScoreRequest(_Request):
-    """POST /v1/score: adapter scores of (prompt, candidate) pairs with the user's head."""
+    """POST /v1/score: adapter scores of candidates with the user's head. The adapter reads the
+    query's text, then the prompt the candidates were sampled from, then each candidate
+    (`hydralm.pipeline.adapter_pairs`, as in training)."""
 
     user: UserId | None = None
+    query: Text = Field(..., description="The query input, as the task's records hold it.")
     prompt: Text
     candidates: list[Str] = Field(..., min_length=1)
 
@@ -139,6 +142,7 @@ class ScoreRequest(_Request):
         if len(self.candidates) > limits.max_score_candidates:
             raise InvalidRequest(f"candidates: at most {limits.max_score_candidates} per request, "
                                  f"got {len(self.candidates)}", param="candidates")
+        _check_len(self.query, limits.max_text_chars, "query")
         _check_len(self.prompt, limits.max_text_chars, "prompt")
         for i, c in enumerate(self.candidates):
             _check_len(c, limits.max_text_chars, f"candidates.{i}")

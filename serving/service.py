@@ -25,6 +25,7 @@ from hydralm.pipeline import (
     Personalizer,
     PersonalizeResult,
     SelectionGuard,
+    adapter_pairs,
     reranker_pairs,
 )
 from serving.errors import Conflict, InvalidRequest, NotFound
@@ -183,9 +184,10 @@ class HydraService:
         scored = await self.scorer.score("reranker", user, firsts, seconds)
         return scored, [str(i["id"]) for i in items]
 
-    async def score(self, user: str, prompt: str, candidates: list[str]) -> PairScores:
-        return await self.scorer.score("adapter", user, [prompt] * len(candidates),
-                                       list(candidates))
+    async def score(self, user: str, query: str, prompt: str,
+                    candidates: list[str]) -> PairScores:
+        return await self.scorer.score(
+            "adapter", user, *adapter_pairs(self.task, query, prompt, list(candidates)))
 
     async def _stored_items(self, user: str, ids: list[str]) -> list[dict]:
         by_id = {str(i.get("id")): i for i in await asyncio.to_thread(self.history.get, user)}

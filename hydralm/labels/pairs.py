@@ -77,8 +77,8 @@ class AdapterCall:
     prompt: str
     retrieval: Literal["bm25", "rerank"]
 
-    def pairs(self, candidates: Sequence[str]) -> tuple[list[str], list[str]]:
-        return adapter_pairs(self.prompt, list(candidates))
+    def pairs(self, task, candidates: Sequence[str]) -> tuple[list[str], list[str]]:
+        return adapter_pairs(task, self.query.input, self.prompt, list(candidates))
 
 
 def record_queries(records: Sequence[LampRecord]) -> list[Query]:

@@ -93,7 +93,7 @@ def adapter_labels(task, call: AdapterCall, candidates: Sequence[str], *,
         rows.append((str(i), cand, score, label))
     if task.kind == "generation":
         rows.append(("gold", query.gold, 1.0, 1))
-    firsts, seconds = call.pairs([text for _, text, _, _ in rows])
+    firsts, seconds = call.pairs(task, [text for _, text, _, _ in rows])
     return [LabelRecord(model="adapter", stage=stage, user_id=query.user_id,
                         query_id=query.query_id,
                         source="gold" if item_id == "gold" else query.source, item_id=item_id,

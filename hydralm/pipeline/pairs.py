@@ -3,7 +3,7 @@ so the models see at serving time exactly what they were trained on."""
 
 from __future__ import annotations
 
-__all__ = ["adapter_pairs", "reranker_pairs"]
+__all__ = ["adapter_context", "adapter_pairs", "reranker_pairs"]
 
 
 def reranker_pairs(task, query_input: str, items: list[dict]) -> tuple[list[str], list[str]]:
@@ -12,6 +12,16 @@ def reranker_pairs(task, query_input: str, items: list[dict]) -> tuple[list[str]
     return [query] * len(items), [task.item_text(item) for item in items]
 
 
-def adapter_pairs(prompt: str, candidates: list[str]) -> tuple[list[str], list[str]]:
-    """(prompt, candidate) pairs: the RAG prompt the candidates were sampled from, and each one."""
-    return [prompt] * len(candidates), list(candidates)
+def adapter_context(task, query_input: str, prompt: str) -> str:
+    """What the adapter reads before a candidate: the query's own text (its instruction
+    removed), then the RAG prompt the candidates were sampled from. The encoder cuts a pair from
+    its end to `max_length` tokens, and the prompt ends with the query after the history items,
+    so the query comes first: a cut drops history items, never the question being answered."""
+    return f"{task.query_text(query_input)}\n\n{prompt}"
+
+
+def adapter_pairs(task, query_input: str, prompt: str,
+                  candidates: list[str]) -> tuple[list[str], list[str]]:
+    """(context, candidate) pairs, the context from `adapter_context`, one pair per candidate."""
+    context = adapter_context(task, query_input, prompt)
+    return [context] * len(candidates), list(candidates)

@@ -135,8 +135,8 @@ class Personalizer:
         if spec.selection == "adapter" and len(candidates) > 1:
             t = time.perf_counter()
             scored = await self._require_scorer().score(
-                "adapter", user_id, *adapter_pairs(prompt, candidates), profile=profile,
-                prefer=spec.heads)
+                "adapter", user_id, *adapter_pairs(self.task, query_input, prompt, candidates),
+                profile=profile, prefer=spec.heads)
             adapter_scores, heads["adapter"] = scored.scores, scored.head
             parse = self.task.parse if self.task.labels else None
             picked = select_candidate(candidates, adapter_scores,

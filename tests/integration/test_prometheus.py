@@ -72,9 +72,9 @@ def metrics_app(serve_http_port, tmp_path_factory):
         for _ in range(3):
             assert c.post("/v1/rerank", json={"user": "alice", "query": "robots",
                                               "item_ids": ["1"]}).status_code == 200
-            assert c.post("/v1/score", json={"user": "alice", "prompt": "p",
+            assert c.post("/v1/score", json={"user": "alice", "query": "q", "prompt": "p",
                                              "candidates": ["a", "b"]}).status_code == 200
-        assert c.post("/v1/score", json={"user": "alice", "prompt": "p",
+        assert c.post("/v1/score", json={"user": "alice", "query": "q", "prompt": "p",
                                          "candidates": []}).status_code == 400
         r = c.post("/v1/personalize", json={"user": "alice", "input": "robots"})
         assert r.status_code == 503 and r.json()["error"]["code"] == "generator_unavailable"

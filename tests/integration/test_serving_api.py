@@ -151,7 +151,8 @@ def test_rerank_and_score_use_the_users_own_head(api):
     by_id = api.post("/v1/rerank", headers=A, json={"user": "alice", "query": "robots in space",
                                                      "item_ids": ["h0", "h1", "h2", "h3", "h4"]})
     assert by_id.json()["scores"] == pytest.approx(own["scores"])
-    r = api.post("/v1/score", headers=A, json={"user": "alice", "prompt": "tag this: robots",
+    r = api.post("/v1/score", headers=A, json={"user": "alice", "query": "robots",
+                                               "prompt": "tag this: robots",
                                                "candidates": ["sci-fi", "comedy", "romance"]})
     assert r.status_code == 200 and len(r.json()["scores"]) == 3
     assert r.json()["best"] == max(range(3), key=lambda i: (r.json()["scores"][i], -i))
@@ -230,8 +231,10 @@ BAD = [
     ("/v1/rerank", {"user": "alice", "query": "x", "items": [{"id": "1", "tag": 3,
                                                                "description": "d"}]}, 400,
      "items.0.tag"),
-    ("/v1/score", {"user": "alice", "prompt": "p", "candidates": []}, 400, "candidates"),
-    ("/v1/score", {"user": "alice", "prompt": "p", "candidates": ["a"], "x": 1}, 400, "x"),
+    ("/v1/score", {"user": "alice", "query": "q", "prompt": "p", "candidates": []}, 400,
+     "candidates"),
+    ("/v1/score", {"user": "alice", "query": "q", "prompt": "p", "candidates": ["a"], "x": 1}, 400,
+     "x"),
     ("/v1/users/..%2Fx/history", {"items": [HISTORY[0]]}, 400, "user_id"),
     ("/v1/users/a%00b/history", {"items": [HISTORY[0]]}, 400, "user_id"),
     ("/v1/users/alice/history", {"items": [{"id": "z", "description": "d"}]}, 400,
@@ -252,8 +255,8 @@ def test_malformed_and_oversized_bodies(api):
     r = api.post("/v1/score", content=b"{not json", headers={**A, "content-type":
                                                               "application/json"})
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json"
-    r = api.post("/v1/score", headers=A, json={"user": "alice", "prompt": "p" * (2 << 20),
-                                               "candidates": ["a"]})
+    r = api.post("/v1/score", headers=A, json={"user": "alice", "query": "q",
+                                               "prompt": "p" * (2 << 20), "candidates": ["a"]})
     assert r.status_code == 413
 
 
@@ -262,7 +265,7 @@ ROUTES = [
     ("/v1/completions", lambda u: {"model": "hydralm", "user": u, "prompt": "x"}),
     ("/v1/personalize", lambda u: {"user": u, "input": "x"}),
     ("/v1/rerank", lambda u: {"user": u, "query": "x", "items": HISTORY[:1]}),
-    ("/v1/score", lambda u: {"user": u, "prompt": "p", "candidates": ["a"]}),
+    ("/v1/score", lambda u: {"user": u, "query": "q", "prompt": "p", "candidates": ["a"]}),
 ]
 
 

@@ -85,7 +85,7 @@ def test_adapter_prompt_is_the_rag_prompt_of_bm25_top_items(user):
     top4 = [profile[i] for i in bm25_top_k(TASK.query_text(query.input), docs, k=10)[:4]]
     assert call.prompt == TASK.rag_prompt(query.input, top4)
     assert call.item_ids == tuple(i["id"] for i in top4) and call.retrieval == "bm25"
-    assert call.pairs(["a", "b"]) == adapter_pairs(call.prompt, ["a", "b"])
+    assert call.pairs(TASK, ["a", "b"]) == adapter_pairs(TASK, query.input, call.prompt, ["a", "b"])
 
 
 def test_adapter_prompt_of_a_pseudo_query_never_holds_its_own_item(user):

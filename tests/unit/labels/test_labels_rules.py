@@ -15,6 +15,7 @@ from hydralm.labels import (
     answer_score,
     reranker_labels,
 )
+from hydralm.pipeline.pairs import adapter_context
 from hydralm.tasks import get_task
 
 
@@ -95,7 +96,9 @@ def test_adapter_labels_classification_one_per_candidate():
                           ["comedy", "dark comedy", "Comedy!"], stage="fit")
     assert [(r.item_id, r.label, r.source) for r in rows] == [
         ("0", 1, "query"), ("1", 0, "query"), ("2", 1, "query")]
-    assert all(r.first == "the rag prompt" and r.stage == "fit" for r in rows)
+    context = adapter_context(get_task("LaMP-2M"), "the query", "the rag prompt")
+    assert context.endswith("the rag prompt") and context.startswith("the query")
+    assert all(r.first == context and r.stage == "fit" for r in rows)
     assert [r.second for r in rows] == ["comedy", "dark comedy", "Comedy!"]
 
 

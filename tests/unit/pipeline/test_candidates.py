@@ -11,6 +11,7 @@ from hydralm.generator import Samples
 from hydralm.history import SqliteHistoryStore
 from hydralm.labels.config import LabelsConfig
 from hydralm.pipeline import CandidateSampling, PairScorer, PairScores, Personalizer
+from hydralm.pipeline.pairs import adapter_context
 from hydralm.tasks import get_task
 from serving.config import ServeArgs
 
@@ -139,7 +140,7 @@ def test_the_personalizer_draws_with_the_policy_and_the_adapter_may_keep_the_gre
     assert sorted(gen.calls) == [(1, 0.0), (3, 0.3)]
 
 
-def test_the_personalizer_draws_from_the_bare_query_too_and_the_adapter_scores_against_the_prompt(
+def test_the_personalizer_draws_from_the_bare_query_too_and_the_adapter_reads_query_and_prompt(
         tmp_path):
     store = SqliteHistoryStore(tmp_path / "h.db")
     store.append("u1", [{"id": "i0", "abstract": "graph networks", "title": "On Graphs"}])
@@ -158,4 +159,5 @@ def test_the_personalizer_draws_from_the_bare_query_too_and_the_adapter_scores_a
     assert result.candidates == ["bare-greedy", "greedy", "sample-0", "bare-sample-0"]
     assert result.answer == "bare-sample-0"
     assert gen.prompts.count(BARE) == 2 and result.prompt != BARE   # bare calls, RAG prompt
-    assert {first for first, _ in seen} == {result.prompt} and len(seen) == 4
+    context = adapter_context(get_task("LaMP-5"), BARE, result.prompt)
+    assert {first for first, _ in seen} == {context} and len(seen) == 4

@@ -21,7 +21,7 @@ BASE = {
     "/v1/completions": {"model": "hydralm", "user": "alice", "prompt": "robots"},
     "/v1/personalize": {"user": "alice", "input": "robots"},
     "/v1/rerank": {"user": "alice", "query": "robots", "item_ids": ["a1"]},
-    "/v1/score": {"user": "alice", "prompt": "p", "candidates": ["a"]},
+    "/v1/score": {"user": "alice", "query": "q", "prompt": "p", "candidates": ["a"]},
 }
 HISTORY = "/v1/users/alice/history"
 ITEM = {"id": "new", "description": "d", "tag": "comedy"}

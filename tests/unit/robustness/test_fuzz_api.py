@@ -213,7 +213,8 @@ def keyed(tmp_path_factory):
        | st.sampled_from([f"bearer {k}x" for k in KEYS]))
 def test_random_authorization_headers_are_401_unless_a_real_key(keyed, header):
     response = keyed.client.post("/v1/score", headers={"Authorization": header.encode("latin-1")},
-                                 json={"user": "alice", "prompt": "p", "candidates": ["a"]})
+                                 json={"user": "alice", "query": "q", "prompt": "p",
+                                       "candidates": ["a"]})
     key_a, key_b = KEYS                  # alice is a user of key_a's tenant only
     expected = {f"Bearer {key_a}": 200, f"Bearer {key_b}": 403}.get(header.strip(), 401)
     assert response.status_code == expected, response.text

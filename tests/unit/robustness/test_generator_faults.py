@@ -59,7 +59,7 @@ def test_breaker_fails_fast_keeps_scoring_up_and_recovers(parts):
     assert 1 <= int(r.headers["retry-after"]) <= 3 and seconds < 2.0
     assert parts.server.count == sent, "an open breaker must not call the generator"
     # The two HYDRA models need no generator: /v1/rerank and /v1/score keep answering.
-    assert parts.client.post("/v1/score", json={"user": "alice", "prompt": "p",
+    assert parts.client.post("/v1/score", json={"user": "alice", "query": "q", "prompt": "p",
                                                 "candidates": ["a", "b"]}).status_code == 200
     assert parts.client.post("/v1/rerank", json={"user": "alice", "query": "q",
                                                  "item_ids": ["a1"]}).status_code == 200

@@ -62,8 +62,8 @@ def _cycle(client, a: dict, b: dict) -> None:
                                                "item_ids": ["s1", "a1"]})
     client.post("/v1/rerank", headers=b, json={"user": "alice", "query": SECRET,     # 403
                                                "items": [item]})
-    client.post("/v1/score", headers=a, json={"user": "alice", "prompt": SECRET,
-                                              "candidates": [SECRET]})
+    client.post("/v1/score", headers=a, json={"user": "alice", "query": SECRET,
+                                              "prompt": SECRET, "candidates": [SECRET]})
     client.post("/v1/score", headers=bearer("wrong-" + KEY_A), json={"prompt": SECRET})
     client.post("/v1/score", headers=a, content=b'{"prompt": "' + SECRET.encode() + b'"',
                 )                                                                    # bad JSON

@@ -22,7 +22,8 @@ ROUTES = {
     "rerank items": ("/v1/rerank", lambda u: {"user": u, "query": "q", "items": [
         {"id": "x", "description": "lighthouses", "tag": "horror"}]}),
     "rerank stored": ("/v1/rerank", lambda u: {"user": u, "query": "q", "item_ids": ["b1"]}),
-    "score": ("/v1/score", lambda u: {"user": u, "prompt": "p", "candidates": ["horror"]}),
+    "score": ("/v1/score", lambda u: {"user": u, "query": "q", "prompt": "p",
+                                      "candidates": ["horror"]}),
 }
 
 

@@ -149,7 +149,7 @@ def test_rerank_and_score(client):
     assert r.json()["item_ids"] == ["m2", "m1"] and r.json()["head"] == "user"
     r = client.post("/v1/rerank", json={"user": "carol", "query": "paris", "items": ITEMS})
     assert r.json()["ranking"] == [1, 0] and r.json()["head"] == "global"
-    r = client.post("/v1/score", json={"user": "bob", "prompt": "a b c",
+    r = client.post("/v1/score", json={"user": "bob", "query": "x", "prompt": "a b c",
                                        "candidates": ["z", "a b", "a"]})
     assert r.json()["best"] == 1 and len(r.json()["scores"]) == 3
 
@@ -211,9 +211,12 @@ BAD = [
     ("/v1/rerank", {"user": "alice", "query": "x", "items": [{"id": "1"}]}, 400,
      "items.0.description"),
     ("/v1/rerank", {"user": "alice", "query": ["x"], "item_ids": ["m1"]}, 400, "query"),
-    ("/v1/score", {"user": "alice", "prompt": "p", "candidates": []}, 400, "candidates"),
-    ("/v1/score", {"user": "alice", "prompt": "p", "candidates": "abc"}, 400, "candidates"),
-    ("/v1/score", {"user": "alice", "candidates": ["a"]}, 400, "prompt"),
+    ("/v1/score", {"user": "alice", "query": "q", "prompt": "p", "candidates": []}, 400,
+     "candidates"),
+    ("/v1/score", {"user": "alice", "query": "q", "prompt": "p", "candidates": "abc"}, 400,
+     "candidates"),
+    ("/v1/score", {"user": "alice", "query": "q", "candidates": ["a"]}, 400, "prompt"),
+    ("/v1/score", {"user": "alice", "prompt": "p", "candidates": ["a"]}, 400, "query"),
     ("/v1/users/..%2Fx/history", {"items": [ITEMS[0]]}, 400, "user_id"),
     ("/v1/users/a%00b/history", {"items": [ITEMS[0]]}, 400, "user_id"),
     ("/v1/users/alice/history", {"items": []}, 400, "items"),
@@ -264,7 +267,7 @@ ROUTES = [
     ("/v1/completions", lambda u: {"model": "hydralm", "user": u, "prompt": "robots"}),
     ("/v1/personalize", lambda u: {"user": u, "input": "robots"}),
     ("/v1/rerank", lambda u: {"user": u, "query": "robots", "items": ITEMS}),
-    ("/v1/score", lambda u: {"user": u, "prompt": "p", "candidates": ["a"]}),
+    ("/v1/score", lambda u: {"user": u, "query": "q", "prompt": "p", "candidates": ["a"]}),
 ]
 
 

@@ -135,11 +135,12 @@ def test_rerank_refusals(body, param):
 
 
 @pytest.mark.parametrize("body, param", [
-    ({"user": "a", "prompt": "p", "candidates": []}, "candidates"),
-    ({"user": "a", "prompt": "p", "candidates": ["x", "y", "z"]}, "candidates"),
-    ({"user": "a", "prompt": "p", "candidates": [1]}, "candidates.0"),
-    ({"user": "a", "prompt": "p", "candidates": ["x" * 51]}, "candidates.0"),
-    ({"user": "a", "candidates": ["x"]}, "prompt"),
+    ({"user": "a", "query": "q", "prompt": "p", "candidates": []}, "candidates"),
+    ({"user": "a", "query": "q", "prompt": "p", "candidates": ["x", "y", "z"]}, "candidates"),
+    ({"user": "a", "query": "q", "prompt": "p", "candidates": [1]}, "candidates.0"),
+    ({"user": "a", "query": "q", "prompt": "p", "candidates": ["x" * 51]}, "candidates.0"),
+    ({"user": "a", "query": "q", "candidates": ["x"]}, "prompt"),
+    ({"user": "a", "prompt": "p", "candidates": ["x"]}, "query"),
 ])
 def test_score_refusals(body, param):
     assert _param(body, ScoreRequest) == param
