@@ -187,7 +187,7 @@ class HydraService:
     async def score(self, user: str, query: str, prompt: str,
                     candidates: list[str]) -> PairScores:
         return await self.scorer.score(
-            "adapter", user, *adapter_pairs(self.task, query, prompt, list(candidates)))
+            "adapter", user, *adapter_pairs(self.task, query, prompt, candidates))
 
     async def _stored_items(self, user: str, ids: list[str]) -> list[dict]:
         by_id = {str(i.get("id")): i for i in await asyncio.to_thread(self.history.get, user)}

@@ -78,7 +78,7 @@ class AdapterCall:
     retrieval: Literal["bm25", "rerank"]
 
     def pairs(self, task, candidates: Sequence[str]) -> tuple[list[str], list[str]]:
-        return adapter_pairs(task, self.query.input, self.prompt, list(candidates))
+        return adapter_pairs(task, self.query.input, self.prompt, candidates)
 
 
 def record_queries(records: Sequence[LampRecord]) -> list[Query]:

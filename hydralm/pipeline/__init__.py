@@ -2,7 +2,7 @@
 
 from hydralm.pipeline.candidates import CandidateSampling
 from hydralm.pipeline.interfaces import Generator, HistoryStore, ModelKind, PairScorer, PairScores
-from hydralm.pipeline.pairs import adapter_pairs, reranker_pairs
+from hydralm.pipeline.pairs import adapter_context, adapter_pairs, reranker_pairs
 from hydralm.pipeline.personalize import METHODS, MethodSpec, Personalizer, PersonalizeResult
 from hydralm.pipeline.selection import SelectionGuard
 
@@ -18,6 +18,7 @@ __all__ = [
     "PersonalizeResult",
     "Personalizer",
     "SelectionGuard",
+    "adapter_context",
     "adapter_pairs",
     "reranker_pairs",
 ]

@@ -3,6 +3,8 @@ so the models see at serving time exactly what they were trained on."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 __all__ = ["adapter_context", "adapter_pairs", "reranker_pairs"]
 
 
@@ -21,7 +23,7 @@ def adapter_context(task, query_input: str, prompt: str) -> str:
 
 
 def adapter_pairs(task, query_input: str, prompt: str,
-                  candidates: list[str]) -> tuple[list[str], list[str]]:
+                  candidates: Sequence[str]) -> tuple[list[str], list[str]]:
     """(context, candidate) pairs, the context from `adapter_context`, one pair per candidate."""
     context = adapter_context(task, query_input, prompt)
     return [context] * len(candidates), list(candidates)

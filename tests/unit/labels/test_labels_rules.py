@@ -15,7 +15,7 @@ from hydralm.labels import (
     answer_score,
     reranker_labels,
 )
-from hydralm.pipeline.pairs import adapter_context
+from hydralm.pipeline import adapter_context
 from hydralm.tasks import get_task
 
 

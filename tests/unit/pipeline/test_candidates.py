@@ -10,8 +10,13 @@ from pydantic import ValidationError
 from hydralm.generator import Samples
 from hydralm.history import SqliteHistoryStore
 from hydralm.labels.config import LabelsConfig
-from hydralm.pipeline import CandidateSampling, PairScorer, PairScores, Personalizer
-from hydralm.pipeline.pairs import adapter_context
+from hydralm.pipeline import (
+    CandidateSampling,
+    PairScorer,
+    PairScores,
+    Personalizer,
+    adapter_context,
+)
 from hydralm.tasks import get_task
 from serving.config import ServeArgs
 

@@ -22,8 +22,9 @@ def tokenizer():
 
 @pytest.mark.parametrize("name", ["synth-tag", "synth-title", "synth-rate"])
 def test_the_adapter_reads_the_query_after_the_cut(tokenizer, name):
-    """A 4-item RAG prompt is longer than the eval configs' adapter `max_length` on every synthetic task; the
-    cut pair still holds the whole query text, then as many history items as fit."""
+    """A 4-item RAG prompt is longer than the eval configs' adapter `max_length` on every
+    synthetic task; the cut pair still holds the whole query text, then as many history items
+    as fit."""
     task = get_task(name)
     config = Path(__file__).parents[3] / "configs" / f"eval-{name}.yaml"
     max_length = yaml.safe_load(config.read_text())["adapter"]["max_length"]
