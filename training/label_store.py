@@ -6,7 +6,7 @@ them back for the train and fit stages.
 <work_dir>/labels/<model>/<stage>/manifest.json               written last, when all shards exist
 ```
 A shard's name carries a key over everything that decides its rows (task, label settings, the
-generator's model, the adapter's retrieval, the shard's users), so a re-run with the same settings
+generator's model, the adapter's retrieval and pair format, the shard's users), so a re-run with the same settings
 finds its finished shards and skips them, and a run with other settings writes new ones instead of
 mixing the two.
 """
@@ -25,9 +25,11 @@ from hydralm.data.fs import join_uri
 from hydralm.errors import NotFoundError
 from hydralm.jobconfig import JobConfig
 from hydralm.labels import LABEL_SCHEMA
+from hydralm.pipeline.pairs import ADAPTER_PAIRS
 from training.files import exists, read_json, read_parquet, write_json
 
-__all__ = ["MANIFEST", "Shard", "plan_shards", "read_labels", "read_manifest", "write_manifest"]
+__all__ = ["MANIFEST", "Shard", "pair_format", "plan_shards", "read_labels", "read_manifest",
+           "write_manifest"]
 
 MANIFEST = "manifest.json"
 
@@ -51,6 +53,12 @@ _ADDED_LATER = {"adapter_greedy_candidate": False, "adapter_best_candidate_posit
                 "adapter_bare_greedy_candidate": False, "adapter_bare_samples": 0}
 
 
+def pair_format(model: str) -> dict:
+    """{"pairs": format} for the adapter, whose pair texts have changed form (its shards hold
+    them, so a new form must not reuse old shards); {} for the reranker."""
+    return {"pairs": ADAPTER_PAIRS} if model == "adapter" else {}
+
+
 def settings_key(cfg: JobConfig, model: str, stage: str, retrieval: str = "") -> dict:
     """Everything besides the users that decides a shard's rows."""
     labels = cfg.labels.model_dump(mode="json", exclude={"concurrent_shards"})
@@ -58,7 +66,8 @@ def settings_key(cfg: JobConfig, model: str, stage: str, retrieval: str = "") ->
         if labels.get(name) == old_value:
             del labels[name]
     return {"task": cfg.task, "model": model, "stage": stage, "labels": labels,
-            "generator_model": cfg.generator.model, "retrieval": retrieval}
+            "generator_model": cfg.generator.model, "retrieval": retrieval,
+            **pair_format(model)}
 
 
 def plan_shards(cfg: JobConfig, model: str, stage: str, users: Sequence[str], *,
@@ -78,8 +87,9 @@ def plan_shards(cfg: JobConfig, model: str, stage: str, users: Sequence[str], *,
 
 def write_manifest(cfg: JobConfig, model: str, stage: str, shards: Sequence[Shard],
                    counts: dict[str, dict[str, int]]) -> dict:
-    """Record the finished run: its shards in order and their row and positive counts."""
-    doc = {"model": model, "stage": stage,
+    """Record the finished run: its shards in order, their row and positive counts, and (the
+    adapter's) the pair format its rows hold, which training records in the bundle."""
+    doc = {"model": model, "stage": stage, **pair_format(model),
            "shards": [{"name": s.name, "users": list(s.users), **counts[s.name]}
                       for s in shards],
            "users": sum(len(s.users) for s in shards),

@@ -103,7 +103,9 @@ def run_name(cfg: JobConfig, kind: str, label_files: list[str]) -> str:
 
 
 def _trained_from_checkpoint(path: Path, spec: LoopSpec, kind: str, name: str,
-                             metrics: dict[str, Any]) -> TrainedModel:
+                             metrics: dict[str, Any], labels: dict[str, Any]) -> TrainedModel:
+    """The trained model of a checkpoint; its `info` names the run and, for the adapter, the
+    pair format of the label manifest it trained on (the bundle then records it)."""
     state = torch.load(path / CHECKPOINT_FILE, map_location="cpu", weights_only=False)
     model = build_joint_model(spec.model, num_users=len(spec.users),
                               global_head=spec.train.global_head, seed=spec.train.seed)
@@ -118,6 +120,8 @@ def _trained_from_checkpoint(path: Path, spec: LoopSpec, kind: str, name: str,
     global_head = extract(index) if index is not None else None
     info = {"run": name, "epochs": state["epoch"], "global_step": state["global_step"],
             "loss": metrics.get("loss"), "users": len(heads)}
+    if "pairs" in labels:
+        info["pairs"] = labels["pairs"]
     return TrainedModel(kind, model.hydra.base.state_dict(), spec.model, heads, global_head,
                         info)
 
@@ -151,7 +155,8 @@ def train_kind(cfg: JobConfig, split: UserSplit, kind: str, *,
     result = trainer.fit()
     metrics = dict(result.metrics or {})
     with result.checkpoint.as_directory() as directory_path:
-        trained = _trained_from_checkpoint(Path(directory_path), spec, kind, name, metrics)
+        trained = _trained_from_checkpoint(Path(directory_path), spec, kind, name, metrics,
+                                           manifest)
     summary = {"model": kind, "run": name, "users": len(split.train),
                "rows": metrics.get("rows"), "epochs": metrics.get("epoch"),
                "global_step": metrics.get("global_step"), "loss": metrics.get("loss"),

@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["adapter_context", "adapter_pairs", "reranker_pairs"]
+__all__ = ["ADAPTER_PAIRS", "adapter_context", "adapter_pairs", "reranker_pairs"]
+
+# The adapter's pair format, named wherever an adapter's pairs are stored or trained on: the
+# adapter's label shards are keyed by it (a change of format labels again instead of reusing
+# shards of the old texts), the label manifest and the published bundle record it (the bundle's
+# adapter `info.pairs`), and loading an adapter whose bundle records another format, or none (an
+# adapter trained before c1e0897, on the prompt alone), logs a warning.
+ADAPTER_PAIRS = "query+prompt/1"
 
 
 def reranker_pairs(task, query_input: str, items: list[dict]) -> tuple[list[str], list[str]]:

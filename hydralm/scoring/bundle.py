@@ -6,6 +6,9 @@ weights under the prefix `<kind>.`, and the config
 `{"format": "hydralm-base-bundle/1", "kinds": {kind: {"model": ModelConfig, "dim": d, ...}},
 "zero_fit": {"users": [...], "k": k, "dim": D, "k_by_kind": {kind: k}, "choice": {...}}}`
 (`k_by_kind` and `choice` only where k was chosen per kind: `train.zero_fit_users: auto`).
+A kind's entry may also hold `info` (the training run: its name, steps, loss; for the adapter
+`pairs`, the pair format it was trained on, `hydralm.pipeline.pairs.ADAPTER_PAIRS`; an adapter
+whose bundle records another format or none, one trained before c1e0897, loads with a warning).
 The ModelConfig's `head` says which head form (and storage dtype) the kind's heads have; a bundle
 written before head forms existed has none and means the dense head. `zero_fit` (optional: bundles
 published before it have none, and serve no zero-fit heads) is the router of zero-fit heads
@@ -30,6 +33,7 @@ from hydralm.artifacts.serialize import sha256
 from hydralm.errors import ArtifactError, NotFoundError
 from hydralm.model import BaseEncoder, HeadConfig, ModelConfig
 from hydralm.model.zero_fit import Router
+from hydralm.pipeline.pairs import ADAPTER_PAIRS
 
 __all__ = ["BUNDLE_FORMAT", "ROUTER_PREFIX", "bundle_document", "bundle_head_configs",
            "bundle_router", "load_bundle", "load_bundle_encoders", "publish_bundle"]
@@ -43,7 +47,7 @@ ROUTER_PREFIX = "zero_fit."
 def publish_bundle(registry: Registry, encoders: Mapping[str, tuple[BaseEncoder, ModelConfig]],
                    router: Router | None = None) -> str:
     """Publish the encoders (and a zero-fit router) as the registry's current base (a bundle);
-    returns its version.
+    returns its version. An adapter is recorded as reading this version's pairs.
 
     Heads saved for an earlier base stop loading until saved again with the new version."""
     state: dict[str, Tensor] = {}
@@ -51,6 +55,8 @@ def publish_bundle(registry: Registry, encoders: Mapping[str, tuple[BaseEncoder,
     for kind, (encoder, config) in sorted(encoders.items()):
         state.update({f"{kind}.{k}": v for k, v in encoder.state_dict().items()})
         kinds[kind] = {"model": config.model_dump(mode="json"), "dim": encoder.dim}
+        if kind == "adapter":
+            kinds[kind]["info"] = {"pairs": ADAPTER_PAIRS}
     return registry.publish_base(*bundle_document(state, kinds, router))
 
 
@@ -108,7 +114,22 @@ def load_bundle(registry: Registry, kinds: Sequence[str], version: str, *,
                                 f"encoder: {exc}") from exc
         encoders[kind] = encoder.to(device).eval()
         log.info("loaded the %s encoder of base %s", kind, version)
+        if kind == "adapter":
+            _check_pairs(entry, version, registry.storage.uri)
     return encoders, bundle_router(state, config)
+
+
+def _check_pairs(entry: Mapping[str, Any], version: str, uri: str) -> None:
+    """Warn when the adapter of bundle `version` was trained on another pair format (or on one
+    no bundle recorded: before c1e0897 the adapter read the RAG prompt alone). It still serves,
+    but its scores are of texts unlike the ones it is shown now."""
+    pairs = (entry.get("info") or {}).get("pairs")
+    if pairs != ADAPTER_PAIRS:
+        log.warning("the adapter of base %s in %s was trained on %s, this version builds %r "
+                    "pairs: its scores no longer mean what training meant; label and train it "
+                    "again (docs/operations.md, \"Upgrades\")", version, uri,
+                    f"{pairs!r} pairs" if pairs else "pairs of an older, unrecorded format",
+                    ADAPTER_PAIRS)
 
 
 def bundle_head_configs(registry: Registry, version: str) -> dict[str, HeadConfig]:

@@ -3,13 +3,16 @@ retrained carried over with its heads, and serving's bundle reader loading what 
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import torch
 
 from hydralm.artifacts import Registry
 from hydralm.errors import NotFoundError
 from hydralm.model import BaseEncoder, HeadBank, HeadConfig, HeadFitConfig, ModelConfig
-from hydralm.scoring.bundle import bundle_head_configs, load_bundle_encoders
+from hydralm.pipeline import ADAPTER_PAIRS
+from hydralm.scoring.bundle import bundle_head_configs, load_bundle_encoders, publish_bundle
 from training.bases import (
     TrainedModel,
     bundle_config,
@@ -128,3 +131,29 @@ def test_the_bases_are_republished_in_the_other_form_and_new_users_fit_there(tmp
     assert bundle_head_configs(same, version) == bundle_head_configs(source,
                                                                      source.base_version())
     assert same.list_users("adapter") == []
+
+
+def test_an_adapter_trained_on_another_pair_format_loads_with_a_warning(tmp_path, tiny_encoder,
+                                                                        caplog):
+    """A bundle records the adapter's pair format (its `info.pairs`, from the label manifest);
+    an adapter without it (trained before c1e0897 on the prompt alone) still loads, with a
+    warning naming the base and what to do."""
+    registry = Registry(str(tmp_path / "registry"))
+    old = publish_models(registry, [_trained("adapter", tiny_encoder, ["a"], seed=1)])
+    with caplog.at_level(logging.WARNING, logger="hydralm.scoring.bundle"):
+        load_bundle_encoders(registry, ["adapter"], old)
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert old in warning and "an older, unrecorded format" in warning and "Upgrades" in warning
+    caplog.clear()
+    trained = _trained("adapter", tiny_encoder, ["a"], seed=2)
+    current = TrainedModel("adapter", trained.base_state, trained.model, trained.heads,
+                           trained.global_head, {**trained.info, "pairs": ADAPTER_PAIRS})
+    new = publish_models(registry, [current])
+    assert bundle_config(registry)["kinds"]["adapter"]["info"]["pairs"] == ADAPTER_PAIRS
+    with caplog.at_level(logging.WARNING, logger="hydralm.scoring.bundle"):
+        load_bundle_encoders(registry, ["adapter"], new)
+        # publish_bundle (fresh encoders: benchmarks, synthetic registries) records the format
+        encoder = BaseEncoder.from_config(trained.model)
+        fresh = publish_bundle(registry, {"adapter": (encoder, trained.model)})
+        load_bundle_encoders(registry, ["adapter"], fresh)
+    assert [r for r in caplog.records if r.levelno == logging.WARNING] == []

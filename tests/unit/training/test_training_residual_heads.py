@@ -124,7 +124,12 @@ def test_train_fit_score_with_residual_heads(tmp_path, tiny_encoder):
                     train=TrainConfig(epochs=3, batch_size=8, lr=1e-3, head_lr=3e-2, seed=0))
     train_loop(spec, LocalSession(tmp_path / "ckpt"))
     latest = sorted((tmp_path / "ckpt").glob("checkpoint_*"))[-1]
-    trained = _trained_from_checkpoint(latest, spec, "reranker", "run", {})
+    trained = _trained_from_checkpoint(latest, spec, "reranker", "run", {}, {"shards": []})
+    # an adapter's info names the pair format of the label manifest it was trained on
+    assert "pairs" not in trained.info
+    as_adapter = _trained_from_checkpoint(latest, spec, "adapter", "run", {},
+                                          {"shards": [], "pairs": "query+prompt/1"})
+    assert as_adapter.info["pairs"] == "query+prompt/1"
 
     # training: the global head is dense float32 with w1 = the trained shared layer, the users'
     # heads are residual (stored bf16) and name it

@@ -8,7 +8,7 @@ from training_fixtures import tiny_job
 
 from hydralm.errors import ConfigError
 from hydralm.jobconfig import UsersConfig
-from training.label_store import plan_shards, settings_key
+from training.label_store import plan_shards, settings_key, write_manifest
 from training.users import UserSplit, draw_users, load_split, pin_split, prepare_users
 
 POOL = [f"u{i:02d}" for i in range(20)]
@@ -100,3 +100,21 @@ def test_a_setting_added_later_keys_shards_only_when_it_changes_the_rows(tmp_pat
     cfg.labels.adapter_bare_samples = 2
     assert settings_key(cfg, "adapter", "train")["labels"]["adapter_bare_samples"] == 2
     assert plan_shards(cfg, "adapter", "train", users)[0].name not in (before, greedy)
+
+
+def test_adapter_shards_are_keyed_by_the_pair_format(tmp_path, monkeypatch):
+    """Shards of adapter pairs in another format (before c1e0897 the adapter read the prompt
+    alone) are not reused: a new format writes new shards, and the manifest records it."""
+    import training.label_store as label_store
+
+    cfg = tiny_job(tmp_path / "job", tmp_path / "encoder")
+    users = [f"u{i}" for i in range(4)]
+    adapter = plan_shards(cfg, "adapter", "train", users)
+    reranker = plan_shards(cfg, "reranker", "train", users)
+    counts = {s.name: {"rows": 1, "positives": 0} for s in adapter + reranker}
+    assert write_manifest(cfg, "adapter", "train", adapter, counts)["pairs"] == "query+prompt/1"
+    assert "pairs" not in write_manifest(cfg, "reranker", "train", reranker, counts)
+    monkeypatch.setattr(label_store, "ADAPTER_PAIRS", "another/2")
+    assert plan_shards(cfg, "adapter", "train", users)[0].name != adapter[0].name
+    assert plan_shards(cfg, "reranker", "train", users) == reranker
+    assert settings_key(cfg, "adapter", "fit")["pairs"] == "another/2"
