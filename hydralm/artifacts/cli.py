@@ -1,8 +1,10 @@
-"""`hydralm registry ...`: garbage collection and the conversion of old registries."""
+"""`hydralm registry ...`: what a registry holds, garbage collection and the conversion of old
+registries."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
 
 from hydralm.artifacts.gc import DEFAULT_GRACE_S, collect
@@ -35,12 +37,24 @@ def _shards(text: str) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add `registry` with its actions `gc` and `migrate` to the hydralm command."""
-    reg = subparsers.add_parser("registry", help="registry upkeep: garbage collection, migration",
-                                description="Upkeep of an artifact registry (a path or "
-                                            "s3://bucket/prefix).")
+    """Add `registry` with its actions `show`, `gc` and `migrate` to the hydralm command."""
+    reg = subparsers.add_parser("registry",
+                                help="what a registry holds; upkeep: garbage collection, migration",
+                                description="What an artifact registry (a path or "
+                                            "s3://bucket/prefix) holds, and its upkeep.")
     reg.set_defaults(func=lambda args: (reg.print_help(), 2)[1])
     actions = reg.add_subparsers(dest="registry_command", metavar="ACTION")
+
+    show = actions.add_parser(
+        "show", help="the current base, each kind's head form and counts, the zero-fit router",
+        description="Print what the registry holds: its current base, per kind the head form "
+                    "and storage dtype, how many user heads and whether a global head, the "
+                    "training run (for the adapter, the pair format it was trained on), and the "
+                    "zero-fit router; and a warning for an adapter trained on pairs this version "
+                    "no longer builds. Reads the manifest and the base's config only.")
+    show.add_argument("uri", help="the registry: a path or s3://bucket/prefix")
+    show.add_argument("--json", action="store_true", help="print it as JSON")
+    show.set_defaults(func=_cmd_show)
 
     gc = actions.add_parser(
         "gc", help="remove files no manifest names any more (dry run unless --apply)",
@@ -66,6 +80,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     mig.add_argument("--shards", type=_shards, default=DEFAULT_SHARDS,
                      help=f"index shards per head kind (default {DEFAULT_SHARDS})")
     mig.set_defaults(func=_cmd_migrate)
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    # the bundle's format is serving's (hydralm.scoring); imported here so that upkeep alone
+    # (gc, migrate) never loads the encoder stack
+    from hydralm.scoring.registry_summary import format_summary, summarize_registry
+
+    summary = summarize_registry(Registry(args.uri))
+    print(json.dumps(summary, indent=1) if args.json else format_summary(summary))
+    return 0
 
 
 def _cmd_gc(args: argparse.Namespace) -> int:

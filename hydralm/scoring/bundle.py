@@ -36,7 +36,8 @@ from hydralm.model.zero_fit import Router
 from hydralm.pipeline.pairs import ADAPTER_PAIRS
 
 __all__ = ["BUNDLE_FORMAT", "ROUTER_PREFIX", "bundle_document", "bundle_head_configs",
-           "bundle_router", "load_bundle", "load_bundle_encoders", "publish_bundle"]
+           "bundle_router", "load_bundle", "load_bundle_encoders", "pairs_warning",
+           "publish_bundle", "read_bundle_config"]
 
 log = logging.getLogger(__name__)
 
@@ -119,21 +120,28 @@ def load_bundle(registry: Registry, kinds: Sequence[str], version: str, *,
     return encoders, bundle_router(state, config)
 
 
-def _check_pairs(entry: Mapping[str, Any], version: str, uri: str) -> None:
-    """Warn when the adapter of bundle `version` was trained on another pair format (or on one
-    no bundle recorded: before c1e0897 the adapter read the RAG prompt alone). It still serves,
-    but its scores are of texts unlike the ones it is shown now."""
+def pairs_warning(entry: Mapping[str, Any]) -> str | None:
+    """Why an adapter (its bundle entry) does not read what this version shows it, or None: it
+    was trained on another pair format, or on one no bundle recorded (before c1e0897 the adapter
+    read the RAG prompt alone). Such an adapter still serves, but its scores are of texts unlike
+    the ones it is shown now."""
     pairs = (entry.get("info") or {}).get("pairs")
-    if pairs != ADAPTER_PAIRS:
-        log.warning("the adapter of base %s in %s was trained on %s, this version builds %r "
-                    "pairs: its scores no longer mean what training meant; label and train it "
-                    "again (docs/operations.md, \"Upgrades\")", version, uri,
-                    f"{pairs!r} pairs" if pairs else "pairs of an older, unrecorded format",
-                    ADAPTER_PAIRS)
+    if pairs == ADAPTER_PAIRS:
+        return None
+    trained_on = f"{pairs!r} pairs" if pairs else "pairs of an older, unrecorded format"
+    return (f"the adapter was trained on {trained_on}, this version builds {ADAPTER_PAIRS!r} "
+            f"pairs: its scores no longer mean what training meant; label and train it again "
+            f"(docs/operations.md, \"Upgrades\")")
 
 
-def bundle_head_configs(registry: Registry, version: str) -> dict[str, HeadConfig]:
-    """kind -> the head form bundle `version` records for it (reads only the config file)."""
+def _check_pairs(entry: Mapping[str, Any], version: str, uri: str) -> None:
+    warning = pairs_warning(entry)
+    if warning is not None:
+        log.warning("base %s in %s: %s", version, uri, warning)
+
+
+def read_bundle_config(registry: Registry, version: str) -> dict[str, Any]:
+    """The config of bundle `version` (reads only its config file, checksum verified)."""
     entry = registry.manifest().bases.get(version)
     if entry is None:
         raise NotFoundError(f"no base {version!r} in {registry.storage.uri}")
@@ -144,5 +152,11 @@ def bundle_head_configs(registry: Registry, version: str) -> dict[str, HeadConfi
     if config.get("format") != BUNDLE_FORMAT:
         raise ArtifactError(f"base {version} in {registry.storage.uri} is not a "
                             f"{BUNDLE_FORMAT} bundle, got format {config.get('format')!r}")
+    return config
+
+
+def bundle_head_configs(registry: Registry, version: str) -> dict[str, HeadConfig]:
+    """kind -> the head form bundle `version` records for it (reads only the config file)."""
+    config = read_bundle_config(registry, version)
     return {kind: ModelConfig.from_dict(entry["model"], source=f"{kind} base config").head
             for kind, entry in config.get("kinds", {}).items()}

@@ -157,3 +157,39 @@ def test_an_adapter_trained_on_another_pair_format_loads_with_a_warning(tmp_path
         fresh = publish_bundle(registry, {"adapter": (encoder, trained.model)})
         load_bundle_encoders(registry, ["adapter"], fresh)
     assert [r for r in caplog.records if r.levelno == logging.WARNING] == []
+
+
+def test_registry_show_says_what_the_registry_holds(tmp_path, tiny_encoder, capsys):
+    """`hydralm registry show`: the current base, each kind's head form and counts, the training
+    run and the adapter's pair format, with a warning for an adapter trained on other pairs."""
+    import json
+
+    from hydralm.cli import main
+
+    uri = str(tmp_path / "registry")
+    assert main(["registry", "show", uri]) == 0
+    assert "no base published yet" in capsys.readouterr().out
+    registry = Registry(uri)
+    reranker = _trained("reranker", tiny_encoder, ["a", "b", "c"], seed=1)
+    old = publish_models(registry, [reranker, _trained("adapter", tiny_encoder, ["a"], seed=2)])
+    assert main(["registry", "show", uri]) == 0
+    out = capsys.readouterr().out
+    assert f"current base {old} (1 published)" in out
+    assert "reranker: 3 user heads (dense float32), a global head on it; run reranker-run;" in out
+    assert "adapter: 1 user heads (dense float32), a global head on it; run adapter-run;" in out
+    assert "warning: the adapter was trained on pairs of an older, unrecorded format" in out
+    adapter = _trained("adapter", tiny_encoder, ["a", "d"], seed=3)
+    publish_models(registry, [TrainedModel("adapter", adapter.base_state, adapter.model,
+                                           adapter.heads, None,
+                                           {**adapter.info, "pairs": ADAPTER_PAIRS})])
+    assert main(["registry", "show", uri, "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["bases"] == 2 and summary["base_version"] == registry.base_version()
+    assert summary["warnings"] == []
+    assert summary["kinds"]["adapter"]["info"]["pairs"] == ADAPTER_PAIRS
+    assert summary["kinds"]["adapter"]["heads"] == 2
+    assert summary["kinds"]["adapter"]["global_head"] is False   # this adapter came without one
+    assert summary["kinds"]["reranker"]["global_head"] is True
+    assert summary["kinds"]["reranker"]["heads"] == 3      # carried over to the new base
+    assert summary["kinds"]["reranker"]["head"] == {"form": "dense", "rank": 8,
+                                                    "dtype": "float32"}
