@@ -62,7 +62,7 @@ from hydralm.evaluation import (
 )
 from hydralm.generator import GeneratorClient
 from hydralm.jobconfig import JobConfig
-from hydralm.pipeline import Personalizer
+from hydralm.pipeline import ADAPTER_PAIRS, Personalizer
 from hydralm.pipeline.selection import FALLBACK_RULES, SelectionGuard
 from hydralm.scoring import LocalPairScorer
 from hydralm.tasks import get_task
@@ -495,6 +495,7 @@ def run_eval(cfg: EvalConfig, *, ray_address: str | None = None,
         "training": training,
         "seconds": round(time.monotonic() - start, 1),
         "work_dir": cfg.work_path,
+        "adapter_pairs": ADAPTER_PAIRS,     # what the adapter read (its pair format)
     }
     result = summarize(cfg, runs, generator=generator_name(cfg), run_info=info)
     return result, write_outputs(cfg, result)
