@@ -6,9 +6,9 @@ them back for the train and fit stages.
 <work_dir>/labels/<model>/<stage>/manifest.json               written last, when all shards exist
 ```
 A shard's name carries a key over everything that decides its rows (task, label settings, the
-generator's model, the adapter's retrieval and pair format, the shard's users), so a re-run with the same settings
-finds its finished shards and skips them, and a run with other settings writes new ones instead of
-mixing the two.
+generator's model, the adapter's retrieval and pair format, the shard's users), so a re-run with
+the same settings finds its finished shards and skips them, and a run with other settings writes
+new ones instead of mixing the two.
 """
 
 from __future__ import annotations
