@@ -1,4 +1,4 @@
-"""`hydralm eval-compare A B`: two eval runs compared query by query (hydralm/evaluation/compare.py)."""
+"""`hydralm eval-compare A B`: two eval runs compared query by query (`compare.py`)."""
 
 from __future__ import annotations
 
