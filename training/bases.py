@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -96,6 +96,13 @@ def _global_head(registry: Registry, kind: str) -> HeadState | None:
         return None
 
 
+def _stored_as(global_head: HeadState | None, head: HeadConfig | None) -> HeadState | None:
+    """`global_head` in the storage dtype of a dense `head` (what training publishes for it)."""
+    if global_head is None or head is None or head.form != "dense":
+        return global_head
+    return replace(global_head, dtype=head.dtype)
+
+
 def _check_residual(model: TrainedModel) -> None:
     """A residual kind's heads must all name its global head's w1 (their shared first layer)."""
     if model.model.head.form != "residual" or not model.heads:
@@ -166,8 +173,11 @@ def add_router(registry: Registry, router: Router) -> str:
 def republish_with_head(source: Registry, target: Registry, head: HeadConfig | None) -> str:
     """Publish `source`'s current bases and global heads to `target` with every kind's users'
     heads in the form `head` (None: each kind's own) and no user heads (new users' heads are then
-    fitted in that form on the very same bases); returns `target`'s base version. A `target`
-    already holding these bases in that form is left as it is, with its heads."""
+    fitted in that form on the very same bases); returns `target`'s base version. A dense `head`
+    also stores the global heads in its dtype, as a job trained with that head would (the fits
+    start from the global head, so an int8 default is measured with an int8 start); other forms
+    keep the source's global heads. A `target` already holding these bases in that form is left
+    as it is, with its heads."""
     state, config = _current_bundle(source)
     wanted = {kind: entry if head is None else {
         **entry, "model": {**entry["model"], "head": head.model_dump(mode="json")}}
@@ -178,7 +188,7 @@ def republish_with_head(source: Registry, target: Registry, head: HeadConfig | N
             and existing["kinds"][k].get("info") == e.get("info") for k, e in wanted.items()):
         return target.base_version()
     models = [TrainedModel(kind, _kind_state(state, kind), ModelConfig.from_dict(entry["model"]),
-                           {}, _global_head(source, kind), entry.get("info", {}))
+                           {}, _stored_as(_global_head(source, kind), head), entry.get("info", {}))
               for kind, entry in sorted(wanted.items())]
     return publish_models(target, models)
 

@@ -123,8 +123,14 @@ def test_the_bases_are_republished_in_the_other_form_and_new_users_fit_there(tmp
     target.save_heads("adapter", heads, version)
     assert republish_with_head(source, target, _RESIDUAL) == version
     assert target.list_users("adapter") == ["new"]
-    # another form is another publish
-    assert republish_with_head(source, target, HeadConfig(form="dense", dtype="int8")) != version
+    # another form is another publish; a dense one stores the global heads in its dtype too
+    int8 = Registry(str(tmp_path / "int8"))
+    assert republish_with_head(source, int8, HeadConfig(form="dense", dtype="int8")) != version
+    for model in trained:
+        stored, trained_w1 = int8.load_global_head(model.kind), model.global_head.w1
+        assert stored.dtype == "int8" and not torch.equal(stored.w1, trained_w1)
+        assert torch.allclose(stored.w1, trained_w1, atol=trained_w1.abs().max().item() / 100)
+        assert target.load_global_head(model.kind).dtype == "float32"   # residual: kept
     # no form: each kind keeps its own (the guard's calibration registry)
     same = Registry(str(tmp_path / "same"))
     version = republish_with_head(source, same, None)
