@@ -496,6 +496,7 @@ def run_eval(cfg: EvalConfig, *, ray_address: str | None = None,
         "seconds": round(time.monotonic() - start, 1),
         "work_dir": cfg.work_path,
         "adapter_pairs": ADAPTER_PAIRS,     # what the adapter read (its pair format)
+        "heads": {kind: getattr(cfg, kind).head.describe() for kind in ("reranker", "adapter")},
     }
     result = summarize(cfg, runs, generator=generator_name(cfg), run_info=info)
     return result, write_outputs(cfg, result)

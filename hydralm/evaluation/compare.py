@@ -87,7 +87,8 @@ def compare_runs(a: str | Path, b: str | Path, *, methods: Sequence[str] | None 
     out: dict[str, Any] = {"a": str(a), "b": str(b), "task": task.name,
                            "seeds": doc_a["seeds"], "queries": sum(len(r) for r in rows_a.values()),
                            "higher_is_better": task.higher_is_better, "confidence": confidence,
-                           "primary_metric": task.primary_metric, "methods": {}}
+                           "primary_metric": task.primary_metric, "methods": {},
+                           "heads": {"a": doc_a["run"].get("heads"), "b": doc_b["run"].get("heads")}}
     for method in chosen:
         scores = {}
         for name, rows in (("a", rows_a), ("b", rows_b)):
@@ -112,7 +113,8 @@ def format_comparison(doc: dict[str, Any]) -> str:
     lines = [f"B - A on {doc['task']}, {doc['queries']} test queries (seeds "
              f"{', '.join(map(str, doc['seeds']))}); positive: B better; "
              f"{doc['confidence']:.0%} paired intervals",
-             f"A: {doc['a']}", f"B: {doc['b']}", "",
+             f"A: {doc['a']}{_heads(doc['heads']['a'])}",
+             f"B: {doc['b']}{_heads(doc['heads']['b'])}", "",
              "| method | " + " | ".join(metrics) + " | same answers |",
              "|---|" + "---|" * (len(metrics) + 1)]
     for method, m in doc["methods"].items():
@@ -120,3 +122,8 @@ def format_comparison(doc: dict[str, Any]) -> str:
                  for d in (m["differences"][k] for k in metrics)]
         lines.append(f"| {method} | " + " | ".join(cells) + f" | {m['same_answers']:.1%} |")
     return "\n".join(lines)
+
+
+def _heads(heads: dict[str, str] | None) -> str:
+    """" (heads: reranker dense float32, adapter dense int8)"; "" for a result without them."""
+    return f" (heads: {', '.join(f'{k} {v}' for k, v in heads.items())})" if heads else ""

@@ -69,6 +69,7 @@ def test_quick_eval_writes_the_table_and_a_rerun_costs_no_generator_call(
     assert first["users"] == {"train": 8, "test": 6} and first["seeds"] == [0]
     assert first["run"]["queries"] == 12 and first["run"]["generator_calls"] > 0
     assert first["run"]["adapter_pairs"] == "query+prompt/1"
+    assert first["run"]["heads"] == {"reranker": "dense float32", "adapter": "dense float32"}
     for row, metrics in first["methods"].items():
         for name, e in metrics.items():
             assert e["ci_low"] <= e["mean"] <= e["ci_high"], (row, name, e)

@@ -14,7 +14,7 @@ GOLDS = ("sci-fi", "comedy", "action", "romance", "sci-fi", "fantasy")
 
 
 def _run(tmp_path, name: str, answers: dict[str, list[str]], *, task: str = "synth-tag",
-         seeds=(0, 1), users=("u1", "u2", "u3"), golds=GOLDS) -> str:
+         seeds=(0, 1), users=("u1", "u2", "u3"), golds=GOLDS, heads=None) -> str:
     """A result file and its work directory's predictions: per seed one row per (user, query),
     each method answering `answers[method][i]` to query i."""
     work = tmp_path / name / "work"
@@ -29,7 +29,8 @@ def _run(tmp_path, name: str, answers: dict[str, list[str]], *, task: str = "syn
     result = tmp_path / name / "quality.json"
     result.write_text(json.dumps({"task": task, "seeds": list(seeds),
                                   "methods": {m: {} for m in answers},
-                                  "run": {"work_dir": str(work)}}))
+                                  "run": {"work_dir": str(work),
+                                          **({"heads": heads} if heads else {})}}))
     return str(result)
 
 
@@ -87,11 +88,14 @@ def test_runs_that_are_not_comparable_are_refused_naming_why(tmp_path):
 def test_hydralm_eval_compare_prints_the_table_and_json(tmp_path, capsys):
     from hydralm.cli import main
 
-    a = _run(tmp_path, "a", {"hydra": ["x"] * 6})
-    b = _run(tmp_path, "b", {"hydra": list(GOLDS)})
+    a = _run(tmp_path, "a", {"hydra": ["x"] * 6})     # written before results named their heads
+    b = _run(tmp_path, "b", {"hydra": list(GOLDS)},
+             heads={"reranker": "dense int8", "adapter": "residual r=8 bfloat16"})
     assert main(["eval-compare", a, b, "--resamples", "200"]) == 0
     out = capsys.readouterr().out
     assert "B - A on synth-tag, 12 test queries (seeds 0, 1)" in out
+    assert f"A: {a}\n" in out
+    assert f"B: {b} (heads: reranker dense int8, adapter residual r=8 bfloat16)\n" in out
     assert "| hydra | +1.000 [+1.000, +1.000]" in out
     assert main(["eval-compare", a, b, "--json", "--methods", "hydra"]) == 0
     doc = json.loads(capsys.readouterr().out)
