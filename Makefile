@@ -24,19 +24,18 @@ $(STAMP): pyproject.toml
 demo: install
 	$(BIN)/hydralm demo
 
-# The unit tests on two workers (pytest-xdist), then the integration tests on two workers too,
-# grouped (--dist loadgroup, tests/integration/conftest.py): every test that needs the embedded
-# vLLM on one worker, so one starts; each module on one worker, so its fixtures start once. Each
-# run ends with its 15 slowest tests (--durations=15): `make test` must stay under 15 minutes.
+# The unit tests on two workers (pytest-xdist), then the integration tests in one process: they
+# share one Ray, one embedded vLLM and one of each real server for the session. Each run ends
+# with its 15 slowest tests (--durations=15): `make test` must stay under 15 minutes.
 test: install
 	$(BIN)/python -m pytest tests/unit tests/gpu -q -n 2 --durations=15
-	$(BIN)/python -m pytest tests/integration -q -n 2 --dist loadgroup --durations=15
+	$(BIN)/python -m pytest tests/integration -q --durations=15
 
 test-unit: install
 	$(BIN)/python -m pytest tests/unit -q -n 2 --durations=15
 
 test-integration: install
-	$(BIN)/python -m pytest tests/integration -q -n 2 --dist loadgroup --durations=15
+	$(BIN)/python -m pytest tests/integration -q --durations=15
 
 lint: install
 	$(BIN)/ruff check .

@@ -3,21 +3,13 @@ loopback port, and one embedded SmolLM2 (vLLM via Ray Serve LLM) for the whole s
 
 Starting the embedded generator takes about a minute on CPU, so it is deployed once, only when a
 test asks for `llm_base_url`, and removed at the end; the start-up time is printed in the summary.
-
-`make test` runs these tests on two pytest-xdist workers (`-n 2 --dist loadgroup`), each with its
-own session (its own Ray and servers): a module's tests stay together on one worker, so its module
-fixtures start once, and every module that uses the generator goes to the same worker, so one vLLM
-starts. Much of a test here waits (for a process to start, a server to answer, Ray to schedule),
-which the other worker fills.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import time
-from collections import defaultdict
 
 import pytest
 from fixtures_postgres import postgres  # noqa: F401  (one PostgreSQL server for the session)
@@ -96,31 +88,6 @@ def llm_base_url(llm_config) -> str:
     with embedded_generator(llm_config) as base_url:
         _TIMINGS["embedded generator start-up"] = time.monotonic() - start
         yield base_url
-
-
-def pytest_collection_modifyitems(items) -> None:
-    """The xdist group of each test: "generator" for every module with a test that uses the
-    embedded generator, else its module (ignored without `--dist loadgroup`)."""
-    modules: dict[str, list[pytest.Item]] = defaultdict(list)
-    for item in items:
-        modules[item.nodeid.split("::")[0]].append(item)
-    for module, tests in modules.items():
-        uses_generator = any("llm_base_url" in item.fixturenames for item in tests)
-        for item in tests:
-            item.add_marker(pytest.mark.xdist_group("generator" if uses_generator else module))
-
-
-def pytest_sessionfinish(session) -> None:
-    if hasattr(session.config, "workeroutput"):        # an xdist worker: hand the timings over
-        worker = session.config.workerinput["workerid"]
-        session.config.workeroutput["hydralm_timings"] = json.dumps(
-            {f"{name} ({worker})": seconds for name, seconds in _TIMINGS.items()})
-
-
-@pytest.hookimpl(optionalhook=True)
-def pytest_testnodedown(node, error) -> None:
-    """xdist's controller: the timings a worker handed over."""
-    _TIMINGS.update(json.loads(getattr(node, "workeroutput", {}).get("hydralm_timings", "{}")))
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
