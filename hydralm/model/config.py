@@ -54,9 +54,11 @@ class HeadConfig(StrictModel):
         description="The rank r of a 'lowrank' or 'residual' head (ignored by 'dense'); at most "
                     "the encoder's dimension.")
     dtype: HeadDtype = Field(
-        default="float32",
-        description="How head files store the numbers: 'float32', 'bfloat16', or 'int8' with "
-                    "per-channel float32 scales. Loaded heads compute in float32.")
+        default="int8",
+        description="How head files store the numbers: 'int8' with per-channel float32 "
+                    "scales (the default: a quarter of float32's bytes, the same answers in "
+                    "docs/model.md's measurements), 'bfloat16', or 'float32' (the paper's). "
+                    "Loaded heads compute in float32.")
 
     @property
     def shape_key(self) -> tuple[str, int | None]:
@@ -92,8 +94,8 @@ class ModelConfig(StrictModel):
     head: HeadConfig = Field(
         default_factory=HeadConfig,
         description="The per-user head's form and storage dtype (default: the paper's dense "
-                    "float32 head). Recorded in the published base; every head of the kind "
-                    "must have this form.")
+                    "head, stored in int8). Recorded in the published base; every head of the "
+                    "kind must have this form.")
 
     @field_validator("encoder_path")
     @classmethod

@@ -69,7 +69,7 @@ def test_quick_eval_writes_the_table_and_a_rerun_costs_no_generator_call(
     assert first["users"] == {"train": 8, "test": 6} and first["seeds"] == [0]
     assert first["run"]["queries"] == 12 and first["run"]["generator_calls"] > 0
     assert first["run"]["adapter_pairs"] == "query+prompt/1"
-    assert first["run"]["heads"] == {"reranker": "dense float32", "adapter": "dense float32"}
+    assert first["run"]["heads"] == {"reranker": "dense int8", "adapter": "dense int8"}
     for row, metrics in first["methods"].items():
         for name, e in metrics.items():
             assert e["ci_low"] <= e["mean"] <= e["ci_high"], (row, name, e)
@@ -125,7 +125,7 @@ def test_quick_eval_writes_the_table_and_a_rerun_costs_no_generator_call(
     variant = Registry(str(tmp_path / "work" / "seed-0" / f"registry-{RESIDUAL}"))
     assert len(variant.list_users("adapter")) == 6 and variant.list_users("reranker")
     assert bundle_head_configs(variant, variant.base_version())["adapter"].form == "residual"
-    assert "Head form: dense float32 against residual r=4 bfloat16" in table
+    assert "Head form: dense int8 against residual r=4 bfloat16" in table
     png = (tmp_path / "results" / "quality_synth_synth-tag.png").read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
 

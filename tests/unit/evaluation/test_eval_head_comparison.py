@@ -32,7 +32,8 @@ TASK = get_task("synth-tag")
 
 def test_head_tags_name_form_rank_and_storage():
     assert head_tag(RESIDUAL) == "residual4_bf16"
-    assert head_tag(HeadConfig()) == "dense_fp32"
+    assert head_tag(HeadConfig(dtype="float32")) == "dense_fp32"
+    assert head_tag(HeadConfig()) == "dense_int8"                # the default
     assert head_tag(HeadConfig(form="lowrank", rank=8, dtype="int8")) == "lowrank8_int8"
 
 
@@ -99,7 +100,7 @@ def test_summary_rows_sit_beside_their_method_with_sizes_and_paired_differences(
     jsonschema.validate(doc, RESULT_SCHEMA)
     table = markdown_table(doc)
     assert "| hydra_residual4_bf16 |" in table
-    assert "Head form: dense float32 against residual r=4 bfloat16" in table
+    assert "Head form: dense int8 against residual r=4 bfloat16" in table
     assert "hydra +0.333 [" in table and "adapter 8,000 B" in table
 
 

@@ -89,8 +89,8 @@ def test_from_states_extract_and_load_round_trip_a_lowrank_head():
     (lambda: HeadBank.from_states([_bank(LOWRANK).extract(0), _bank(HeadConfig()).extract(0)]),
      "same d and form"),
     (lambda: _bank(LOWRANK).load(0, _bank(HeadConfig(form="lowrank", rank=R + 1)).extract(0)),
-     "lowrank r=3 float32 heads"),
-    (lambda: _bank(HeadConfig()).load(0, _bank(LOWRANK).extract(0)), "dense float32 heads"),
+     "lowrank r=3 int8 heads"),
+    (lambda: _bank(HeadConfig()).load(0, _bank(LOWRANK).extract(0)), "dense int8 heads"),
     (lambda: HeadBank(1, D, head=HeadConfig(form="lowrank", rank=D + 1)), "at most d=12"),
     (lambda: LowRankHeadState(torch.zeros(D, R), torch.zeros(R + 1, D), torch.zeros(D),
                               torch.zeros(D, 2), torch.zeros(2)), "must have shapes"),
@@ -103,9 +103,9 @@ def test_forms_do_not_mix(call, message):
 def test_check_head_config_names_both_forms_and_ignores_the_storage_dtype():
     head = _bank(LOWRANK).extract(0)
     assert check_head_config(head, HeadConfig(form="lowrank", rank=R, dtype="int8"), "x") is head
-    with pytest.raises(ArtifactError, match=r"head of user 'u' is a lowrank r=3 float32 head, but "
+    with pytest.raises(ArtifactError, match=r"head of user 'u' is a lowrank r=3 int8 head, but "
                                             r"the base expects dense float32 heads"):
-        check_head_config(head, HeadConfig(), "head of user 'u'")
+        check_head_config(head, HeadConfig(dtype="float32"), "head of user 'u'")
 
 
 def _separable(users: int, per_user: int, seed: int) -> tuple[torch.Tensor, ...]:
@@ -148,7 +148,7 @@ def test_heads_started_from_a_float32_global_head_store_in_the_configured_dtype(
     from hydralm.artifacts.serialize import decode_head, encode_head
 
     x, idx, labels = _separable(users=2, per_user=20, seed=9)
-    init = _bank(HeadConfig(), num_heads=1, seed=10).extract(0)
+    init = _bank(HeadConfig(dtype="float32"), num_heads=1, seed=10).extract(0)
     head = HeadConfig(dtype=dtype)
     bank = fit_heads_on_embeddings(x, idx, labels, 2, init=init, head=head, epochs=2, seed=3)
     state = bank.extract(0)

@@ -23,7 +23,7 @@ from hydralm.model import (
 )
 
 D, R = 12, 3
-RESIDUAL = HeadConfig(form="residual", rank=R)
+RESIDUAL = HeadConfig(form="residual", rank=R, dtype="float32")   # as _residual() stores
 META = {"kind": "adapter", "user_id": "u7", "base_version": "0123456789abcdef"}
 
 
@@ -146,4 +146,4 @@ def test_model_configs_take_the_residual_form():
     assert RESIDUAL.describe() == "residual r=3 float32"
     assert RESIDUAL.shape_key == ("residual", R)
     config = ModelConfig.from_dict({"head": {"form": "residual", "rank": 3}}, source="test")
-    assert config.head == RESIDUAL
+    assert config.head == HeadConfig(form="residual", rank=R, dtype="int8")   # the default dtype

@@ -63,4 +63,4 @@ def test_a_head_of_another_form_than_the_bases_fails_only_its_user(compact_regis
     assert ann.head == "user"
     assert isinstance(bob, ArtifactError)
     assert "reranker head of user 'bob'" in str(bob)
-    assert "is a dense float32 head, but the base expects lowrank r=4 int8 heads" in str(bob)
+    assert "is a dense int8 head, but the base expects lowrank r=4 int8 heads" in str(bob)
