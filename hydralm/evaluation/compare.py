@@ -88,7 +88,8 @@ def compare_runs(a: str | Path, b: str | Path, *, methods: Sequence[str] | None 
                            "seeds": doc_a["seeds"], "queries": sum(len(r) for r in rows_a.values()),
                            "higher_is_better": task.higher_is_better, "confidence": confidence,
                            "primary_metric": task.primary_metric, "methods": {},
-                           "heads": {"a": doc_a["run"].get("heads"), "b": doc_b["run"].get("heads")}}
+                           "heads": {k: d["run"].get("heads")
+                                     for k, d in (("a", doc_a), ("b", doc_b))}}
     for method in chosen:
         scores = {}
         for name, rows in (("a", rows_a), ("b", rows_b)):

@@ -19,10 +19,11 @@ __all__ = ["publish_random_registry", "random_heads"]
 def random_heads(count: int, dim: int, *, seed: int = 0, scale: float = 4.0,
                  head: HeadConfig | None = None,
                  shared: torch.Tensor | None = None) -> list[AnyHeadState]:
-    """`count` heads of form `head` (default: `HeadConfig()`, dense int8) drawn like a fresh HeadBank, times
-    `scale` (so users' scores differ visibly instead of all sitting near 0.5; a low-rank head's
-    `b` factor is left unscaled, so its w1 = a @ b is scaled once). Residual heads are drawn on
-    `shared` (the kind's first layer, used as given) with a random `b` instead of zeros."""
+    """`count` heads of form `head` (default: `HeadConfig()`, dense int8) drawn like a fresh
+    HeadBank, times `scale` (so users' scores differ visibly instead of all sitting near 0.5; a
+    low-rank head's `b` factor is left unscaled, so its w1 = a @ b is scaled once). Residual heads
+    are drawn on `shared` (the kind's first layer, used as given) with a random `b` instead of
+    zeros."""
     generator = torch.Generator().manual_seed(seed)
     bank = HeadBank(count, dim, generator=generator, head=head, shared=shared)
     fields = {}
