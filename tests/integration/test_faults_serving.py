@@ -113,9 +113,9 @@ def test_killing_a_scorer_replica_under_load(api):
     statuses = Counter(status for _, status, _ in results)
     assert set(statuses) <= {200, 503}, f"statuses {dict(statuses)}: {results[:3]}"
     for user, status, body in results:
-        if status == 200:
-            assert body["user"] == user and body["scores"] == pytest.approx(expected[user]), (
-                f"{user} got an answer that is not theirs")
+        if status == 200:   # batched with other users' rows: float32 sums in another order
+            assert body["user"] == user and body["scores"] == pytest.approx(
+                expected[user], abs=1e-5), f"{user} got an answer that is not theirs"
         else:
             assert body["error"]["code"] in {"replica_unavailable", "deployment_unavailable",
                                              "overloaded"}, body
