@@ -126,5 +126,6 @@ def format_comparison(doc: dict[str, Any]) -> str:
 
 
 def _heads(heads: dict[str, str] | None) -> str:
-    """" (heads: reranker dense float32, adapter dense int8)"; "" for a result without them."""
+    """The heads a result names, as " (heads: reranker dense int8, adapter dense int8)"; "" for
+    a result written before results named them."""
     return f" (heads: {', '.join(f'{k} {v}' for k, v in heads.items())})" if heads else ""
