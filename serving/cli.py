@@ -2,10 +2,12 @@
 local Ray this command starts (or a cluster at --address), and block until Ctrl-C.
 
 Each application is built here with its builder and `args` (so a bad config fails at once, with
-the builder's message) and deployed in file order, each waiting until it is running: the LLM app
-is up before the app that calls it. Honoured: `http_options`, `proxy_location` and each app's
-`name`, `route_prefix`, `import_path` and `args`; per-app `runtime_env` and `deployments`
-overrides are refused (use `serve deploy` for those).
+the builder's message, before anything is deployed); then all are deployed together and the
+command waits until every one runs. The apps start side by side: the HYDRA app's replicas do not
+call the generator until a request comes (its /readyz reports the generator until it answers).
+Honoured: `http_options`, `proxy_location` and each app's `name`, `route_prefix`, `import_path`
+and `args`; per-app `runtime_env` and `deployments` overrides are refused (use `serve deploy` for
+those).
 """
 
 from __future__ import annotations
@@ -91,24 +93,26 @@ def _import_attr(path: str):
 
 
 def _deploy(config) -> list[str]:
-    """Build and run each application in order; the URLs they answer on."""
+    """Build every application (a bad `args` fails here, before anything is deployed), deploy
+    them together and wait until all run; the URLs they answer on."""
     from ray import serve
 
     serve.start(http_options=config.http_options.model_dump(),
                 proxy_location=config.proxy_location)
     base = f"http://{config.http_options.host}:{config.http_options.port}"
-    urls = []
+    started = time.monotonic()
+    targets = []
     for app in config.applications:
-        started = time.monotonic()
         print(f"hydralm serve: deploying {app.name!r} ({app.import_path}) at "
               f"{app.route_prefix} ...", flush=True)
         builder = _import_attr(app.import_path)
         target = builder(app.args or {}) if callable(builder) else builder
-        serve.run(target, name=app.name, route_prefix=app.route_prefix)
-        print(f"hydralm serve: {app.name!r} running after {time.monotonic() - started:.0f}s",
-              flush=True)
-        urls.append(f"{base}{app.route_prefix}")
-    return urls
+        targets.append(serve.RunTarget(target=target, name=app.name,
+                                       route_prefix=app.route_prefix))
+    serve.run_many(targets)
+    print(f"hydralm serve: {len(targets)} application(s) running after "
+          f"{time.monotonic() - started:.0f}s", flush=True)
+    return [f"{base}{app.route_prefix}" for app in config.applications]
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -123,6 +127,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from ray import serve
 
     started_ray = _start_ray(args)
+    # Other commands can join this Ray (`--ray-address`; a local Ray started here takes Ray's token
+    # from ~/.ray/auth_token: RAY_AUTH_MODE=token) and reuse its generator app (training/llm.py).
+    print(f"hydralm serve: Ray at {ray.get_runtime_context().gcs_address}", flush=True)
     # After ray.init (which installs its own): SIGTERM stops like Ctrl-C, with the same cleanup.
     signal.signal(signal.SIGTERM, _interrupt)
     try:

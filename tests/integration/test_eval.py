@@ -1,10 +1,11 @@
 """`hydralm eval` end to end on the `--quick` preset: the embedded SmolLM2, HYDRA trained per
 seed on Ray, every method on the test users, and a re-run answered entirely by the response cache.
 
-The preset's bases are swapped for a tiny random encoder (tests/training_fixtures.py) and its
-label sets are smaller (fewer BM25 items and pseudo-queries per training user): what is checked
-here is the eval's plumbing, not HYDRA's quality, and the preset's MiniLM training and label sets
-would double the run (test_demo.py trains the real encoder, on configs/ci-small.yaml)."""
+The preset's bases are swapped for a tiny random encoder (tests/training_fixtures.py), it has 4
+test users instead of 6, and its label sets are smaller (fewer BM25 items and pseudo-queries per
+training user): what is checked here is the eval's plumbing, not HYDRA's quality, and the
+preset's MiniLM training and label sets would double the run (test_demo.py trains the real
+encoder, on configs/ci-small.yaml)."""
 
 from __future__ import annotations
 
@@ -34,6 +35,8 @@ def _quick_config(tmp_path) -> str:
     sets (N=8 candidates kept: the oracle row is best-of-8), and the test users' heads also
     fitted as residual heads (`compare_head`: the head form's fit and scoring under Ray)."""
     doc = preset("synth-tag", quick=True)
+    doc["users"] = {"train": 8, "test": 4}    # the preset's 6 test users: 4 (8 queries)
+    doc["data"]["synth"]["users"] = 8 + 4
     encoder = str(build_tiny_encoder(tmp_path / "tiny-encoder"))
     for kind in ("reranker", "adapter"):
         doc[kind] = {"encoder_path": encoder, "max_length": 64}
@@ -66,8 +69,8 @@ def test_quick_eval_writes_the_table_and_a_rerun_costs_no_generator_call(
     first = _eval(tmp_path, llm_base_url, config)
     jsonschema.validate(first, RESULT_SCHEMA)
     assert list(first["methods"]) == ROWS
-    assert first["users"] == {"train": 8, "test": 6} and first["seeds"] == [0]
-    assert first["run"]["queries"] == 12 and first["run"]["generator_calls"] > 0
+    assert first["users"] == {"train": 8, "test": 4} and first["seeds"] == [0]
+    assert first["run"]["queries"] == 8 and first["run"]["generator_calls"] > 0
     assert first["run"]["adapter_pairs"] == "query+prompt/1"
     assert first["run"]["heads"] == {"reranker": "dense int8", "adapter": "dense int8"}
     for row, metrics in first["methods"].items():
@@ -117,13 +120,13 @@ def test_quick_eval_writes_the_table_and_a_rerun_costs_no_generator_call(
     # The residual variant: the test users' heads refitted as residual heads on the same bases
     # (their own registry), smaller files, every HYDRA method run with them on the same queries.
     cmp = first["head_comparison"]
-    assert cmp["tag"] == RESIDUAL and cmp["queries"] == 12
+    assert cmp["tag"] == RESIDUAL and cmp["queries"] == 8
     assert set(cmp["differences"]) == {"hydra_reranker", "hydra_adapter", "hydra"}
     sizes = cmp["bytes_per_user"]
     for kind in ("reranker", "adapter"):
         assert 0 < sizes["other"][kind] < sizes["configured"][kind]
     variant = Registry(str(tmp_path / "work" / "seed-0" / f"registry-{RESIDUAL}"))
-    assert len(variant.list_users("adapter")) == 6 and variant.list_users("reranker")
+    assert len(variant.list_users("adapter")) == 4 and variant.list_users("reranker")
     assert bundle_head_configs(variant, variant.base_version())["adapter"].form == "residual"
     assert "Head form: dense int8 against residual r=4 bfloat16" in table
     png = (tmp_path / "results" / "quality_synth_synth-tag.png").read_bytes()

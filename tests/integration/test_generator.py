@@ -4,15 +4,20 @@ cache on a real S3 server (SeaweedFS)."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import httpx
 import pytest
 from fixtures_s3 import s3_server  # noqa: F401  (module-scoped SeaweedFS fixture)
 
 from hydralm.generator import ChatRequest, CompletionRequest, GeneratorClient, ResponseCache
-from training.llm import embedded_generator
 
 pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
 
 QUESTION = [{"role": "user", "content": "What is the capital of France? Answer in one word."}]
 LABELS = ["positive", "negative", "neutral"]
@@ -85,9 +90,28 @@ def test_build_llm_app_is_a_serve_application(ray_local, tmp_path):
     assert isinstance(app, Application)
 
 
-def test_a_running_app_is_reused_and_left_running(llm_config, llm_base_url):
-    with embedded_generator(llm_config) as base_url:
-        assert base_url == llm_base_url
+REUSE = """
+import sys
+import ray
+from hydralm.generator import GeneratorConfig
+from training.llm import embedded_generator
+ray.init(address=sys.argv[1])
+cfg = GeneratorConfig.from_dict({"model": "smollm2", "embedded": {"route_prefix": "/llm"}})
+with embedded_generator(cfg) as base_url:
+    print(base_url)
+"""
+
+
+def test_a_running_app_is_reused_and_left_running(serve_yaml, llm_config, llm_base_url):
+    """A job joining the Ray of `hydralm serve` (configs/serve.yaml) gets the generator app that
+    runs there instead of deploying a second one, and leaves it running."""
+    # the local Ray of `hydralm serve` checks Ray's token (~/.ray/auth_token) of who joins it
+    env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"},
+           "RAY_AUTH_MODE": "token"}
+    proc = subprocess.run([sys.executable, "-c", REUSE, serve_yaml.ray_address], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=180, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split()[-1] == llm_base_url
     resp = httpx.get(f"{llm_base_url}/models", timeout=10)  # still served after the exit
     assert resp.status_code == 200
     assert [m["id"] for m in resp.json()["data"]] == [llm_config.model]
