@@ -19,7 +19,7 @@ __all__ = ["CircuitBreakerConfig", "EmbeddedConfig", "GeneratorConfig"]
 
 # Engine settings that have their own field: setting them in engine_kwargs too would be ambiguous.
 _OWN_ENGINE_FIELDS = {"model", "dtype", "max_model_len", "tensor_parallel_size", "seed"}
-_OWN_ENV_VARS = {"HF_HUB_OFFLINE", "VLLM_CPU_KVCACHE_SPACE"}
+_OWN_ENV_VARS = {"HF_HUB_OFFLINE", "VLLM_CPU_KVCACHE_SPACE", "VLLM_CPU_NUM_OF_RESERVED_CPU"}
 
 
 class EmbeddedConfig(StrictModel):
@@ -43,6 +43,12 @@ class EmbeddedConfig(StrictModel):
         None, description="Ray accelerator type to pin replicas to, e.g. H100 or A10G (gpu only).")
     cpu_kvcache_gib: int = Field(1, ge=1, le=1024,
                                  description="KV-cache size in GiB (VLLM_CPU_KVCACHE_SPACE; cpu).")
+    cpu_reserved_cores: int | None = Field(
+        None, ge=0, le=1024,
+        description="Cores the CPU engine keeps off its OpenMP threads "
+                    "(VLLM_CPU_NUM_OF_RESERVED_CPU; cpu). None: vLLM's default, one per engine "
+                    "(on 2 cores it decodes on one); 0: decode on every core, faster where little "
+                    "else runs beside the engine (docs/generator.md).")
     route_prefix: str = Field("/llm", description="Serve route of the LLM app; the OpenAI base URL "
                                                   "is http://127.0.0.1:PORT{route_prefix}/v1.")
     http_port: int = Field(8000, ge=1, le=65535,
@@ -78,7 +84,8 @@ class EmbeddedConfig(StrictModel):
         clash = sorted(_OWN_ENV_VARS & value.keys())
         if clash:
             raise ValueError(f"env_vars must not set {clash}: hydralm sets them (the KV cache "
-                             "size is embedded.cpu_kvcache_gib; the hub is always offline)")
+                             "size is embedded.cpu_kvcache_gib, the reserved cores "
+                             "embedded.cpu_reserved_cores; the hub is always offline)")
         return value
 
     @model_validator(mode="after")
@@ -91,6 +98,9 @@ class EmbeddedConfig(StrictModel):
             if used:
                 raise ValueError(f"{used} apply only with device: gpu (got device 'cpu'); "
                                  "remove them or set device: gpu")
+        elif self.cpu_reserved_cores is not None:
+            raise ValueError(f"cpu_reserved_cores applies only with device: cpu, got "
+                             f"{self.cpu_reserved_cores!r} with device 'gpu'")
         elif self.num_gpus is not None and self.num_gpus % self.tensor_parallel_size:
             raise ValueError(f"num_gpus must be a multiple of tensor_parallel_size "
                              f"({self.tensor_parallel_size}), got {self.num_gpus!r}")

@@ -141,6 +141,9 @@ def llm_config_kwargs(cfg: GeneratorConfig, model_source: str | None = None) -> 
         kwargs["placement_group_config"] = {"bundles": [{"CPU": 1}]}
         kwargs["accelerator_config"] = {"kind": "cpu"}
         kwargs["runtime_env"]["env_vars"]["VLLM_CPU_KVCACHE_SPACE"] = str(emb.cpu_kvcache_gib)
+        if emb.cpu_reserved_cores is not None:
+            kwargs["runtime_env"]["env_vars"]["VLLM_CPU_NUM_OF_RESERVED_CPU"] = str(
+                emb.cpu_reserved_cores)
     else:
         kwargs["engine_kwargs"]["tensor_parallel_size"] = emb.tensor_parallel_size
         kwargs["deployment_config"] = {"num_replicas": emb.num_replicas}

@@ -38,6 +38,9 @@ def _no_generator_env(monkeypatch):
     ({"embedded": {"engine_kwargs": {"dtype": "float16"}}}, "use the embedded.* fields"),
     ({"embedded": {"engine_kwargs": {"seed": 1}}}, "use the embedded.* fields"),
     ({"embedded": {"env_vars": {"VLLM_CPU_KVCACHE_SPACE": "4"}}}, "cpu_kvcache_gib"),
+    ({"embedded": {"env_vars": {"VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}}}, "cpu_reserved_cores"),
+    ({"embedded": {"device": "gpu", "cpu_reserved_cores": 0}}, "only with device: cpu"),
+    ({"embedded": {"cpu_reserved_cores": -1}}, "cpu_reserved_cores"),
 ])
 def test_bad_config_is_rejected_with_a_useful_message(data, fragment):
     with pytest.raises(ConfigError) as info:
@@ -93,6 +96,12 @@ def test_cpu_llm_config_kwargs_follow_the_verified_recipe(model_dir):
         "runtime_env": {"env_vars": {"TMPDIR": "/tmp/x", "HF_HUB_OFFLINE": "1",
                                      "VLLM_CPU_KVCACHE_SPACE": "2"}},
     }
+
+
+def test_cpu_reserved_cores_reach_the_engine_environment(model_dir):
+    cfg = GeneratorConfig.from_dict({"embedded": {"model_dir": str(model_dir),
+                                                  "cpu_reserved_cores": 0}})
+    assert llm_config_kwargs(cfg)["runtime_env"]["env_vars"]["VLLM_CPU_NUM_OF_RESERVED_CPU"] == "0"
 
 
 def test_gpu_llm_config_kwargs_spread_replicas_over_the_gpus():
