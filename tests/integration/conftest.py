@@ -135,8 +135,8 @@ def serve_yaml(tmp_path_factory) -> Iterator[ServedConfig]:
     doc = yaml.safe_load((REPO / "configs" / "serve.yaml").read_text(encoding="utf-8"))
     doc["http_options"]["port"] = port
     # ... and vLLM's OpenMP threads on both cores (embedded.cpu_reserved_cores: 0; vLLM keeps one
-    # for its scheduler by default): clean-clone CI on 2 cores, the eval test 147 s against 171 s
-    # and the whole integration run 799 s against 882 s (docs/generator.md).
+    # for its scheduler by default): clean-clone CI on 2 cores, the eval test 147 s (two runs)
+    # against 171 s, the integration run 799 and 841 s against 882 s (docs/generator.md).
     for app in doc["applications"]:
         embedded = (app["args"].get("generator") or app["args"])["embedded"]
         embedded.update(http_port=port, cpu_reserved_cores=0)
