@@ -47,8 +47,8 @@ class EmbeddedConfig(StrictModel):
         None, ge=0, le=1024,
         description="Cores the CPU engine keeps off its OpenMP threads "
                     "(VLLM_CPU_NUM_OF_RESERVED_CPU; cpu). None: vLLM's default, one per engine "
-                    "(on 2 cores it decodes on one); 0: decode on every core, faster where little "
-                    "else runs beside the engine (docs/generator.md).")
+                    "(on 2 cores it decodes on one); 0: decode on every core (measured in "
+                    "docs/generator.md: no gain on short prompts, faster on long ones).")
     route_prefix: str = Field("/llm", description="Serve route of the LLM app; the OpenAI base URL "
                                                   "is http://127.0.0.1:PORT{route_prefix}/v1.")
     http_port: int = Field(8000, ge=1, le=65535,

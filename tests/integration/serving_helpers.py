@@ -44,6 +44,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def answers_ok(url: str) -> bool:
+    """True when a GET of `url` answers 200 within 5 s."""
+    import httpx
+
+    try:
+        return httpx.get(url, timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def wait_until(condition: Callable[[], bool], *, timeout_s: float, what: str,
                interval_s: float = 0.5) -> None:
     deadline = time.monotonic() + timeout_s

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from serving_helpers import answers_ok
 
 pytestmark = pytest.mark.integration
 
@@ -17,13 +18,6 @@ ITEMS = [{"id": f"h{i}", "description": text, "tag": tag} for i, (text, tag) in 
     ("an alien lands on a farm and befriends a boy", "sci-fi"),
     ("a wedding goes hilariously wrong", "comedy"),
     ("a robot learns to paint portraits", "sci-fi")])]
-
-
-def _ok(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=5).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def test_the_repository_serve_config_answers_a_personalized_request(serve_yaml):
@@ -50,4 +44,4 @@ def test_the_engine_starts_without_a_download_task(serve_yaml):
 def test_sigterm_stops_what_it_started(serve_yaml):
     assert serve_yaml.stop() == 0
     assert "hydralm serve: stopping" in serve_yaml.log
-    assert not _ok(f"{serve_yaml.base}/readyz")
+    assert not answers_ok(f"{serve_yaml.base}/readyz")
