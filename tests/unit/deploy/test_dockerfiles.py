@@ -54,7 +54,9 @@ def test_cpu_image_installs_what_make_install_does():
     for install in pip_installs(commands):
         if install.no_deps:
             assert all(f'--no-deps "{r}"' in makefile for r in install.requirements)
-    removed = re.search(r"pip uninstall -q -y ([\w ]+?) *2>", makefile).group(1).split()
+    found = re.search(r"\(UV\) uninstall -q --python \S+ ([\w ]+?) *$", makefile, re.M)
+    assert found, "make install's uninstall line not found"
+    removed = found.group(1).split()
     assert f"pip uninstall -y {' '.join(removed)}" in commands
 
 
