@@ -35,15 +35,15 @@ demo: install
 # The integration tests in one process (they share one Ray, one embedded vLLM and one of each real
 # server for the session) and, beside them at a lower priority, the unit tests in another: the
 # integration tests wait on servers and processes about a fifth of the time on 2 cores, which the
-# unit tests take; their report follows the integration tests'. Each report ends with its 15
-# slowest tests (--durations=15): `make test` must stay under 15 minutes.
+# unit tests take; their report follows the integration tests' (Ctrl-C stops both). Each report
+# ends with its 15 slowest tests (--durations=15): `make test` must stay under 15 minutes.
 test: install
 	@unit_log=$$(mktemp); \
 	nice -n 10 $(BIN)/python -m pytest tests/unit tests/gpu -q --durations=15 >$$unit_log 2>&1 & \
-	unit=$$!; \
+	unit=$$!; trap 'kill $$unit 2>/dev/null; rm -f $$unit_log' EXIT; \
 	$(BIN)/python -m pytest tests/integration -q --durations=15; integration=$$?; \
-	wait $$unit; unit_rc=$$?; \
-	echo "== the unit tests (run beside the integration tests) =="; cat $$unit_log; rm -f $$unit_log; \
+	wait $$unit; unit_rc=$$?; unit=; \
+	echo "== the unit tests (run beside the integration tests) =="; cat $$unit_log; \
 	test $$unit_rc -eq 0 -a $$integration -eq 0
 
 test-unit: install
