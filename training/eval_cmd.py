@@ -102,7 +102,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="also fit the test users' heads in this form (e.g. residual:8:bfloat16; "
                         "forms dense, lowrank, residual; dtypes float32, bfloat16, int8) on the "
                         "same bases and labels, and run the HYDRA methods with them: rows such "
-                        "as hydra_residual8_bf16 and the paired differences")
+                        "as hydra_residual8_bf16 and the paired differences; with the guard "
+                        "calibrated on fitted heads, the training users' calibration heads "
+                        "too, compared on their held-out queries (what chooses a form)")
     p.add_argument("--results-dir", help="where the results go (default benchmarks/results)")
     p.add_argument("--ray-address", help="join a running Ray cluster; default: a local Ray")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -11,6 +11,8 @@ for seed in cfg.seeds:
                        (guard.heads: fitted; a calibration job in <seed>/guard-calibration);
                        zero-fit picks get their own, chosen with each training user's zero-fit
                        head (the other training users' heads mixed)
+    head forms (compare_head) <- the same held-out queries, the calibration heads fitted in both
+                       forms: what chooses a form; the test users' comparison is reported beside
     run_queries(Personalizer(...))           every method on the test users' queries
 bootstrap over queries, averaged over seeds  -> quality_<dataset>_<task>.{json,md,png}
 ```
@@ -85,6 +87,9 @@ class SeedRun:
     users: dict[str, int]
     outcomes: list[QueryOutcome]
     stats: dict[str, Any] = field(default_factory=dict)
+    # with compare_head: the training users' held-out queries answered by the HYDRA methods with
+    # their calibration heads, as configured and (rows <method>_<tag>) in the compared form
+    train_outcomes: list[QueryOutcome] = field(default_factory=list)
 
 
 def _test_queries(dataset: Dataset, users: tuple[str, ...],
@@ -136,17 +141,13 @@ async def _choose_guard(cfg: EvalConfig, seed: int, personalizer: Personalizer,
         personalizer.guard = SelectionGuard(cfg.guard.min_spread or 0.0, rules[0])
         return {"min_spread": personalizer.guard.min_spread, "rule": rules[0],
                 "chosen_on": "config"}
-    queries, histories = _held_out_train_queries(dataset, train_users,
-                                                 cfg.labels.max_queries_per_user,
-                                                 cfg.max_queries_per_user)
+    on_training, queries = _on_training(cfg, personalizer, dataset, train_users)
     if not queries:
         personalizer.guard = SelectionGuard(0.0, rules[0])
         return {"min_spread": 0.0, "rule": rules[0],
                 "chosen_on": "off: no training query is held out "
                              "(labels.max_queries_per_user unset)"}
     fitted = cfg.guard.heads == "fitted"
-    on_training = copy.copy(personalizer)           # the training users' histories
-    on_training.history = MemoryHistory(histories)
     twin = copy.copy(on_training)
     if fitted:
         twin.scorer = _scorer(cfg.job(seed, calibration=True), ["hydra"])
@@ -175,6 +176,48 @@ async def _choose_guard(cfg: EvalConfig, seed: int, personalizer: Personalizer,
             "training users' heads")}
     personalizer.guard = guard
     return chosen
+
+
+def _on_training(cfg: EvalConfig, personalizer: Personalizer, dataset: Dataset,
+                 train_users: tuple[str, ...]) -> tuple[Personalizer, list[EvalQuery]]:
+    """`personalizer` reading the training users' histories, and their held-out queries."""
+    queries, histories = _held_out_train_queries(dataset, train_users,
+                                                 cfg.labels.max_queries_per_user,
+                                                 cfg.max_queries_per_user)
+    on_training = copy.copy(personalizer)
+    on_training.history = MemoryHistory(histories)
+    return on_training, queries
+
+
+def _compares_on_training(cfg: EvalConfig) -> bool:
+    """Whether the head forms are also compared on the training users' held-out queries, with
+    their calibration heads (fitted from their own history as a new user's are)."""
+    return (cfg.compare_head is not None and _calibrates(cfg)
+            and cfg.guard.heads == "fitted")
+
+
+async def _heads_on_training(cfg: EvalConfig, seed: int, personalizer: Personalizer,
+                             dataset: Dataset, train_users: tuple[str, ...],
+                             progress: bool) -> tuple[list[QueryOutcome], dict[str, Any]]:
+    """The HYDRA methods on the training users' held-out queries (with the guard chosen for the
+    test users), once with the calibration heads as configured and once with those fitted in
+    `cfg.compare_head` (rows <method>_<tag>): the comparison that chooses a head form without
+    looking at test users. Returns the outcomes and what the two runs shared."""
+    on_training, queries = _on_training(cfg, personalizer, dataset, train_users)
+    methods, tag = compared_methods(cfg.methods), head_tag(cfg.compare_head)
+    runs = []
+    for job in (cfg.job(seed, calibration=True),
+                cfg.job(seed, cfg.compare_head, calibration=True)):
+        twin = copy.copy(on_training)
+        twin.scorer = _scorer(job, methods)
+        try:
+            runs.append(await run_queries(
+                twin, queries, methods, concurrency=cfg.concurrency, progress=progress,
+                desc=f"training users, heads {head_tag(job.adapter.head)}"))
+        finally:
+            twin.scorer.close()
+    mine, theirs = runs
+    return mine, merge_variant_run(mine, theirs, tag)
 
 
 def _calibration_rows(outcomes: list[QueryOutcome]) -> list[CalibrationRow]:
@@ -266,11 +309,17 @@ def evaluate_seed(cfg: EvalConfig, job: JobConfig, seed: int, *, base_url: str,
     guard: dict[str, Any] = {}
     compared: dict[str, Any] = {}
     heads: dict[str, Any] = {}
+    on_training: list[QueryOutcome] = []
 
     async def run() -> list[QueryOutcome]:
         try:
             guard.update(await _choose_guard(cfg, seed, personalizer, dataset, split.train,
                                              progress))
+            if _compares_on_training(cfg):
+                outcomes, shared = await _heads_on_training(cfg, seed, personalizer, dataset,
+                                                            split.train, progress)
+                on_training.extend(outcomes)
+                heads["train_heldout"] = shared
             outcomes = await run_queries(personalizer, queries, cfg.methods,
                                          knn_k=labels.k_prompt, concurrency=cfg.concurrency,
                                          progress=progress, desc=f"eval seed {seed}")
@@ -307,7 +356,8 @@ def evaluate_seed(cfg: EvalConfig, job: JobConfig, seed: int, *, base_url: str,
             "other": _head_bytes(cfg.job(seed, cfg.compare_head), split.test)}}
     _write_predictions(join_uri(job.paths.work_dir, "eval", "predictions.jsonl"), outcomes)
     log.info("seed %d: %s", seed, stats)
-    return SeedRun(seed, {"train": len(split.train), "test": len(split.test)}, outcomes, stats)
+    return SeedRun(seed, {"train": len(split.train), "test": len(split.test)}, outcomes, stats,
+                   train_outcomes=on_training)
 
 
 def _head_share(outcomes: list[QueryOutcome], head: str, *, zero_fit: bool) -> dict[str, float]:
@@ -441,12 +491,19 @@ def _heads(cfg: EvalConfig, runs: list[SeedRun], scores: dict[str, list[QuerySco
         return None
     task = get_task(cfg.task)
     shared = [r.stats["compare_head"] for r in runs]
+    on_training = None
+    if all(r.train_outcomes for r in runs):
+        rows = [row for m in compared_methods(cfg.methods)
+                for row in (m, variant_row(m, head_tag(cfg.compare_head)))]
+        on_training = ({row: [QueryScores(task, [o.answers[row] for o in r.train_outcomes],
+                                          [o.gold for o in r.train_outcomes]) for r in runs]
+                        for row in rows}, [s["train_heldout"] for s in shared])
     return head_comparison(
         scores, cfg.methods, heads={k: cfg.job(runs[0].seed).model(k).head.model_dump(mode="json")
                                     for k in ("reranker", "adapter")},
         other=cfg.compare_head, bytes_per_user=shared[0]["bytes_per_user"],
         metric=task.primary_metric, higher_is_better=task.higher_is_better, shared=shared,
-        **options)
+        on_training=on_training, **options)
 
 
 def write_outputs(cfg: EvalConfig, result: dict[str, Any]) -> dict[str, Path]:
@@ -483,8 +540,13 @@ def run_eval(cfg: EvalConfig, *, ray_address: str | None = None,
                 training[str(seed)]["compare_head"] = fit_head_variant(
                     job, cfg.job(seed, cfg.compare_head), progress=progress)
             if _calibrates(cfg) and cfg.guard.heads == "fitted":
+                calibration = cfg.job(seed, calibration=True)
                 training[str(seed)]["guard_calibration"] = fit_calibration_heads(
-                    job, cfg.job(seed, calibration=True), base_url=base_url, progress=progress)
+                    job, calibration, base_url=base_url, progress=progress)
+                if _compares_on_training(cfg):
+                    training[str(seed)]["guard_calibration"]["compare_head"] = fit_head_variant(
+                        calibration, cfg.job(seed, cfg.compare_head, calibration=True),
+                        progress=progress)
             runs.append(evaluate_seed(cfg, job, seed, base_url=base_url, progress=progress))
     info = {
         "queries": sum(r.stats["queries"] for r in runs),

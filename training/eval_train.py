@@ -8,7 +8,8 @@ fitted heads), so a re-run makes no generator call.
 
 The guard's calibration (`guard.heads: fitted`) fits the training users' heads once more as a
 new user's would be: labels from their own history, the fit stage on the same frozen bases, in a
-calibration job of its own (`fit_calibration_heads`).
+calibration job of its own (`fit_calibration_heads`); with a head form to compare, once more in
+that form (`fit_head_variant` on the calibration job), which chooses the form on training users.
 """
 
 from __future__ import annotations
@@ -67,10 +68,11 @@ def train_seed(job: JobConfig, *, base_url: str, progress: bool = True,
 
 def fit_head_variant(job: JobConfig, variant: JobConfig, *,
                      progress: bool = True) -> dict[str, Any]:
-    """The test users' heads of `job` fitted again in the head form of `variant` (the same job
-    with another head form and its own registry): `job`'s bases and global heads are published
-    to the variant's registry with that form, then the fit stage fits the test users there from
-    the same labels. Re-runs skip heads already fitted."""
+    """The heads `job` fits (its test users; in a guard calibration job, the training users)
+    fitted again in the head form of `variant` (the same job with another head form and its own
+    registry): `job`'s bases and global heads are published to the variant's registry with that
+    form, then the fit stage fits the same users there from the same labels. Re-runs skip heads
+    already fitted."""
     start = time.monotonic()
     version = republish_with_head(Registry(job.paths.registry), Registry(variant.paths.registry),
                                   variant.adapter.head)

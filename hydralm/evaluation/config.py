@@ -212,7 +212,8 @@ class EvalConfig(StrictModel):
         own beside the job's (`registry-<form><rank>_<dtype>`; same labels and work dir).
         With `calibration`: the guard's calibration job (`guard.heads: fitted`), where the seed's
         training users are fitted as new users, in <work_dir>/guard-calibration (its own labels
-        and registry; same settings and cache)."""
+        and registry; same settings and cache). With both: the calibration job's users fitted in
+        that form, in guard-calibration/registry-<form><rank>_<dtype>."""
         payload: dict[str, Any] = {
             "task": self.task, "data": self.data.model_dump(mode="json"),
             "users": UsersConfig(num_train_users=self.users.train,
@@ -224,12 +225,12 @@ class EvalConfig(StrictModel):
             "fit": {**self.fit.model_dump(), "seed": seed, "precision": self.precision},
             "work_dir": join_uri(self.work_path, f"seed-{seed}"),
         }
+        if calibration:
+            payload["work_dir"] = join_uri(payload["work_dir"], "guard-calibration")
         if head is not None:
             for kind in ("reranker", "adapter"):
                 payload[kind] = {**payload[kind], "head": head.model_dump()}
             payload["registry"] = join_uri(payload["work_dir"], f"registry-{head_tag(head)}")
-        if calibration:
-            payload["work_dir"] = join_uri(payload["work_dir"], "guard-calibration")
         return JobConfig.from_dict(payload, source=f"the job of seed {seed}")
 
 

@@ -39,14 +39,20 @@ _METHOD_NAMES = ("^(zero_shot|icl_random|rag_bm25|(hydra_reranker|hydra_adapter|
                  "(_bf16|_fp32)?(_(dense|lowrank[0-9]+|residual[0-9]+)_(fp32|bf16|int8))?"
                  "|hydra_zero_fit|history_knn|oracle_best_of_[0-9]+)$")
 
-def _comparison_schema(own: dict[str, Any]) -> dict[str, Any]:
-    """A variant comparison (hydralm/evaluation/variants.py): `own` fields plus the shared ones."""
+_PASSES = {"type": "object", "additionalProperties": {"type": "boolean"}}
+
+
+def _comparison_schema(own: dict[str, Any],
+                       optional: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A variant comparison (hydralm/evaluation/variants.py): `own` fields plus the shared ones
+    (all required), and `optional` ones."""
     shared = {"metric": {"type": "string"}, "higher_is_better": {"type": "boolean"},
               "differences": {"type": "object", "additionalProperties": _ESTIMATE},
               "queries": {"type": "integer", "minimum": 0},
               "same_candidates": {"type": "integer", "minimum": 0},
               "adapter_score_max_abs_diff": {"type": "number", "minimum": 0}}
-    return {"type": "object", "required": [*own, *shared], "properties": {**own, **shared}}
+    return {"type": "object", "required": [*own, *shared],
+            "properties": {**own, **shared, **(optional or {})}}
 
 
 RESULT_SCHEMA: dict[str, Any] = {
@@ -85,7 +91,9 @@ RESULT_SCHEMA: dict[str, Any] = {
         "head_comparison": _comparison_schema(
             {"heads": {"type": "object"}, "other": {"type": "object"}, "tag": {"type": "string"},
              "bytes_per_user": {"type": "object", "additionalProperties": {
-                 "type": "object", "additionalProperties": {"type": "integer"}}}}),
+                 "type": "object", "additionalProperties": {"type": "integer"}}},
+             "passes": _PASSES}, optional={"train_heldout": _comparison_schema({
+                 "passes": _PASSES})}),
         "zero_fit": {"type": "object", "required": ["metric"],
                      "properties": {"metric": {"type": "string"},
                                     "baseline": {"enum": list(PROMPT_BASELINES)},
@@ -269,7 +277,23 @@ def _head_line(cmp: Mapping[str, Any]) -> str:
             f"*_{cmp['tag']}: the test users' heads fitted again in that form on the same bases "
             f"and labels) on {cmp['metric']}, paired difference (positive: "
             f"{' / '.join(forms)} better): {_differences(cmp)}. Head file per user: "
-            f"{sizes.get('configured', '?')} against {sizes.get('other', '?')}. {_shared(cmp)}")
+            f"{sizes.get('configured', '?')} against {sizes.get('other', '?')}. {_shared(cmp)}"
+            + _passes(cmp) + _on_training(cmp.get("train_heldout")))
+
+
+def _passes(cmp: Mapping[str, Any]) -> str:
+    passing = [m for m, ok in (cmp.get("passes") or {}).items() if ok]
+    return (f" The compact form passes the rule (interval reaching 0, mean at most 0.01 worse) "
+            f"for: {', '.join(passing) or 'none'}.")
+
+
+def _on_training(cmp: Mapping[str, Any] | None) -> str:
+    """The same comparison on the training users' held-out queries (what chooses a form)."""
+    if not cmp:
+        return ""
+    return (f" On the training users' {cmp['queries']} held-out queries (their heads fitted "
+            f"from their own history in both forms; what chooses a form): {_differences(cmp)}."
+            + _passes(cmp))
 
 
 def _describe(head: Mapping[str, Any]) -> str:

@@ -9,7 +9,12 @@ Two variants exist:
 - **head form** (`EvalConfig.compare_head`): the same trained bases and global heads, the test
   users' heads fitted again in another form (rows such as `hydra_residual8_bf16`), on the same
   labels with the same fit settings. What changes is what a deployment storing compact heads for
-  its new users changes; the training users' heads are not part of the comparison.
+  its new users changes; the training users' jointly trained heads are not part of the
+  comparison. Where the guard is calibrated on fitted heads (`guard.heads: fitted`), the training
+  users' calibration heads (fitted from their own history as a new user's are) are fitted in the
+  other form too, and the comparison is made on their held-out queries as well
+  (`head_comparison(..., on_training=...)`, the part `train_heldout`): that part is what chooses
+  a form, without looking at test users (`passes_form_rule`).
 
 Each seed's HYDRA methods (those that use a trained head: `needs_scorer`) run once as configured
 and once as the variant. The generator's response cache answers every prompt both runs share, so
@@ -30,10 +35,21 @@ from hydralm.evaluation.runner import QueryOutcome, needs_scorer
 from hydralm.evaluation.scores import QueryScores
 from hydralm.model.config import HeadConfig
 
-__all__ = ["compared_methods", "head_comparison", "head_tag", "merge_variant_run",
-           "precision_comparison", "variant_row"]
+__all__ = ["FORM_RULE_TOLERANCE", "compared_methods", "head_comparison", "head_tag",
+           "merge_variant_run", "passes_form_rule", "precision_comparison", "variant_row"]
 
 _DTYPE_TAGS = {"float32": "fp32", "bfloat16": "bf16", "int8": "int8"}
+
+# How much worse (in primary-metric units) a compact head form may measure and still be chosen
+FORM_RULE_TOLERANCE = 0.01
+
+
+def passes_form_rule(difference: Mapping[str, float],
+                     tolerance: float = FORM_RULE_TOLERANCE) -> bool:
+    """Whether a paired difference (configured minus compact, positive: the configured heads
+    better) lets the compact form replace the configured one: its interval reaches 0 or below
+    (the compact form not measurably worse) and its mean is at most `tolerance`."""
+    return difference["ci_low"] <= 0.0 and difference["mean"] <= tolerance
 
 
 def variant_row(method: str, tag: str) -> str:
@@ -111,12 +127,26 @@ def head_comparison(scores: Mapping[str, Sequence[QueryScores]], methods: Sequen
                     heads: Mapping[str, Any], other: HeadConfig,
                     bytes_per_user: Mapping[str, Mapping[str, int]], metric: str,
                     higher_is_better: bool, shared: Sequence[Mapping[str, Any]] = (),
+                    on_training: tuple[Mapping[str, Sequence[QueryScores]],
+                                       Sequence[Mapping[str, Any]]] | None = None,
                     **bootstrap_options: Any) -> dict[str, Any]:
     """The configured heads (`heads`: kind -> HeadConfig dump) against the test users' heads
     refitted as `other` (rows `<method>_<head_tag(other)>`; positive: the configured heads
-    better); `bytes_per_user`: {"configured"|"other": {kind: bytes of one head file}}."""
+    better); `bytes_per_user`: {"configured"|"other": {kind: bytes of one head file}}.
+    `on_training`: (scores, shared) of the same rows on the training users' held-out queries,
+    reported as `train_heldout`. Each part says per method whether the compact form `passes`
+    (`passes_form_rule`; a per-kind choice reads hydra_reranker and hydra_adapter)."""
     tag = head_tag(other)
-    return {"heads": dict(heads), "other": other.model_dump(mode="json"), "tag": tag,
-            "bytes_per_user": {k: dict(v) for k, v in bytes_per_user.items()},
-            **_comparison(scores, methods, tag, metric=metric,
-                          higher_is_better=higher_is_better, shared=shared, **bootstrap_options)}
+
+    def part(part_scores, part_shared) -> dict[str, Any]:
+        cmp = _comparison(part_scores, methods, tag, metric=metric,
+                          higher_is_better=higher_is_better, shared=part_shared,
+                          **bootstrap_options)
+        return {**cmp, "passes": {m: passes_form_rule(d) for m, d in cmp["differences"].items()}}
+
+    out = {"heads": dict(heads), "other": other.model_dump(mode="json"), "tag": tag,
+           "bytes_per_user": {k: dict(v) for k, v in bytes_per_user.items()},
+           **part(scores, shared)}
+    if on_training is not None:
+        out["train_heldout"] = part(*on_training)
+    return out

@@ -129,6 +129,19 @@ def test_quick_eval_writes_the_table_and_a_rerun_costs_no_generator_call(
     assert len(variant.list_users("adapter")) == 4 and variant.list_users("reranker")
     assert bundle_head_configs(variant, variant.base_version())["adapter"].form == "residual"
     assert "Head form: dense int8 against residual r=4 bfloat16" in table
+    # ... and the 8 training users' calibration heads fitted in that form too (their own
+    # registry in the calibration work dir), compared on their 8 held-out queries: what
+    # chooses a form without looking at test users
+    on_training = cmp["train_heldout"]
+    assert on_training["queries"] == 8
+    assert set(on_training["differences"]) == set(on_training["passes"]) == set(
+        cmp["differences"])
+    calibrated_variant = Registry(str(tmp_path / "work" / "seed-0" / "guard-calibration"
+                                      / f"registry-{RESIDUAL}"))
+    assert len(calibrated_variant.list_users("adapter")) == 8
+    assert bundle_head_configs(calibrated_variant, calibrated_variant.base_version()
+                               )["reranker"].form == "residual"
+    assert "On the training users' 8 held-out queries" in table
     png = (tmp_path / "results" / "quality_synth_synth-tag.png").read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
 

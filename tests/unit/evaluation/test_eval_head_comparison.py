@@ -23,6 +23,7 @@ from hydralm.evaluation import (
     markdown_table,
     merge_variant_run,
 )
+from hydralm.evaluation.variants import passes_form_rule
 from hydralm.model import HeadConfig
 from hydralm.tasks import get_task
 
@@ -44,6 +45,31 @@ def test_the_variant_job_shares_the_work_dir_and_has_its_own_registry():
     assert variant.paths.registry == job.paths.work_dir + "/registry-residual4_bf16"
     assert variant.reranker.head == variant.adapter.head == RESIDUAL
     assert job.adapter.head == HeadConfig()
+
+
+def test_the_calibration_variant_has_its_own_registry_in_the_calibration_work_dir():
+    """The training users fitted again in the compared form: beside the calibration job's own
+    registry, never in the test users' variant registry."""
+    cfg = _cfg(compare_head=RESIDUAL.model_dump())
+    calibration = cfg.job(1, calibration=True)
+    variant = cfg.job(1, cfg.compare_head, calibration=True)
+    assert variant.paths.work_dir == calibration.paths.work_dir
+    assert variant.paths.registry == (calibration.paths.work_dir
+                                      + "/registry-residual4_bf16")
+    assert variant.paths.registry != cfg.job(1, cfg.compare_head).paths.registry
+    assert variant.adapter.head == RESIDUAL and calibration.adapter.head == HeadConfig()
+
+
+@pytest.mark.parametrize("mean, low, high, passes", [
+    (0.0, 0.0, 0.0, True),             # the same answers
+    (0.009, -0.004, 0.02, True),       # not measurably worse, mean within 0.01
+    (0.013, -0.001, 0.029, False),     # mean past 0.01 (synth-tag's residual reranker)
+    (0.012, 0.003, 0.021, False),      # measurably worse
+    (-0.03, -0.05, -0.01, True),       # measurably better
+])
+def test_the_form_rule_needs_an_interval_reaching_zero_and_a_mean_within_the_tolerance(
+        mean, low, high, passes):
+    assert passes_form_rule({"mean": mean, "ci_low": low, "ci_high": high}) is passes
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -98,10 +124,54 @@ def test_summary_rows_sit_beside_their_method_with_sizes_and_paired_differences(
     assert cmp["same_candidates"] == 3
     jsonschema = pytest.importorskip("jsonschema")
     jsonschema.validate(doc, RESULT_SCHEMA)
+    # 3 queries: the interval reaches 0, but a mean 0.333 worse is past the rule's 0.01
+    assert cmp["differences"]["hydra"]["ci_low"] <= 0 and not cmp["passes"]["hydra"]
+    assert "train_heldout" not in cmp        # no training users' comparison in this run
     table = markdown_table(doc)
     assert "| hydra_residual4_bf16 |" in table
     assert "Head form: dense int8 against residual r=4 bfloat16" in table
     assert "hydra +0.333 [" in table and "adapter 8,000 B" in table
+
+
+def test_the_training_users_comparison_is_reported_beside_the_test_users():
+    """With the training users' held-out outcomes (both forms), head_comparison has a
+    `train_heldout` part, pooled over the seeds, with its own verdict per method."""
+    from training.eval_run import SeedRun, summarize
+
+    cfg = _cfg(compare_head=RESIDUAL.model_dump(), methods=HYDRA, bootstrap={"resamples": 50})
+    golds = ["sci-fi", "comedy", "sci-fi"]
+    runs = []
+    for seed in (0, 1):
+        tests = _run(Prefers("sci-fi", 0.9), HYDRA)
+        shared = merge_variant_run(tests, _run(Prefers("sci-fi", 0.9), HYDRA), "residual4_bf16")
+        tests = [dataclasses.replace(o, gold=g) for o, g in zip(tests, golds, strict=True)]
+        # on the training users the compact heads pick comedy: right on 1 of 3, against 2 of 3
+        train = _run(Prefers("sci-fi", 0.9), HYDRA)
+        on_training = merge_variant_run(train, _run(Prefers("comedy", 0.6), HYDRA),
+                                        "residual4_bf16")
+        train = [dataclasses.replace(o, gold=g) for o, g in zip(train, golds, strict=True)]
+        runs.append(SeedRun(seed, {"train": 12, "test": 6}, tests, {
+            "precision": "bf16", "compare_head": {
+                "tag": "residual4_bf16", **shared, "train_heldout": on_training,
+                "bytes_per_user": {"configured": {"adapter": 590_000},
+                                   "other": {"adapter": 8_000}}}}, train_outcomes=train))
+    doc = summarize(cfg, runs, generator="g")
+    cmp = doc["head_comparison"]
+    assert cmp["differences"]["hydra"]["mean"] == 0.0 and cmp["passes"]["hydra"]
+    on_training = cmp["train_heldout"]
+    assert on_training["queries"] == 6 and on_training["same_candidates"] == 6
+    assert on_training["differences"]["hydra"]["mean"] == pytest.approx(1 / 3)
+    assert on_training["differences"]["hydra_adapter"]["mean"] == pytest.approx(1 / 3)
+    # the reranker's picks do not change the answer here (both prompts' greedy answer alike)
+    assert on_training["differences"]["hydra_reranker"]["mean"] == 0.0
+    assert on_training["passes"] == {"hydra_reranker": True, "hydra_adapter": False,
+                                     "hydra": False}
+    jsonschema = pytest.importorskip("jsonschema")
+    jsonschema.validate(doc, RESULT_SCHEMA)
+    table = markdown_table(doc)
+    assert "On the training users' 6 held-out queries" in table
+    assert "passes the rule (interval reaching 0, mean at most 0.01 worse) for: " \
+           "hydra_reranker." in table
 
 
 def test_a_worse_variant_gives_a_positive_difference_on_a_lower_is_better_metric():
