@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from hydralm.evaluation.bootstrap import Estimate
+from hydralm.evaluation.variants import FORM_RULE_TOLERANCE
 
 __all__ = [
     "PROMPT_BASELINES",
@@ -283,8 +284,8 @@ def _head_line(cmp: Mapping[str, Any]) -> str:
 
 def _passes(cmp: Mapping[str, Any]) -> str:
     passing = [m for m, ok in (cmp.get("passes") or {}).items() if ok]
-    return (f" The compact form passes the rule (interval reaching 0, mean at most 0.01 worse) "
-            f"for: {', '.join(passing) or 'none'}.")
+    return (f" The compact form passes the rule (interval reaching 0, mean at most "
+            f"{FORM_RULE_TOLERANCE:g} worse) for: {', '.join(passing) or 'none'}.")
 
 
 def _on_training(cmp: Mapping[str, Any] | None) -> str:
