@@ -11,8 +11,11 @@ for seed in cfg.seeds:
                        (guard.heads: fitted; a calibration job in <seed>/guard-calibration);
                        zero-fit picks get their own, chosen with each training user's zero-fit
                        head (the other training users' heads mixed)
-    head forms (compare_head) <- the same held-out queries, the calibration heads fitted in both
-                       forms: what chooses a form; the test users' comparison is reported beside
+    HYDRA methods <- the same held-out queries with the calibration heads and the chosen guard,
+                       saved to <seed>/guard-calibration/eval/predictions.jsonl: what
+                       `hydralm eval-compare --training` compares two whole runs on; with
+                       compare_head also the calibration heads fitted in the compared form: what
+                       chooses a form; the test users' comparison is reported beside
     run_queries(Personalizer(...))           every method on the test users' queries
 bootstrap over queries, averaged over seeds  -> quality_<dataset>_<task>.{json,md,png}
 ```
@@ -87,8 +90,9 @@ class SeedRun:
     users: dict[str, int]
     outcomes: list[QueryOutcome]
     stats: dict[str, Any] = field(default_factory=dict)
-    # with compare_head: the training users' held-out queries answered by the HYDRA methods with
-    # their calibration heads, as configured and (rows <method>_<tag>) in the compared form
+    # with the guard calibrated on fitted heads: the training users' held-out queries answered by
+    # the HYDRA methods with their calibration heads, as configured and (with compare_head, rows
+    # <method>_<tag>) in the compared form
     train_outcomes: list[QueryOutcome] = field(default_factory=list)
 
 
@@ -189,25 +193,34 @@ def _on_training(cfg: EvalConfig, personalizer: Personalizer, dataset: Dataset,
     return on_training, queries
 
 
+def _answers_on_training(cfg: EvalConfig) -> bool:
+    """Whether the HYDRA methods answer the training users' held-out queries with their
+    calibration heads (fitted from their own history as a new user's are)."""
+    return _calibrates(cfg) and cfg.guard.heads == "fitted"
+
+
 def _compares_on_training(cfg: EvalConfig) -> bool:
-    """Whether the head forms are also compared on the training users' held-out queries, with
-    their calibration heads (fitted from their own history as a new user's are)."""
-    return (cfg.compare_head is not None and _calibrates(cfg)
-            and cfg.guard.heads == "fitted")
+    """Whether the head forms are also compared there."""
+    return cfg.compare_head is not None and _answers_on_training(cfg)
 
 
 async def _heads_on_training(cfg: EvalConfig, seed: int, personalizer: Personalizer,
                              dataset: Dataset, train_users: tuple[str, ...],
-                             progress: bool) -> tuple[list[QueryOutcome], dict[str, Any]]:
+                             progress: bool) -> tuple[list[QueryOutcome], dict[str, Any] | None]:
     """The HYDRA methods on the training users' held-out queries (with the guard chosen for the
-    test users), once with the calibration heads as configured and once with those fitted in
-    `cfg.compare_head` (rows <method>_<tag>): the comparison that chooses a head form without
-    looking at test users. Returns the outcomes and what the two runs shared."""
+    test users) and the calibration heads as configured, saved in the calibration job's
+    `eval/predictions.jsonl`: what compares two whole runs without looking at test users. With
+    `cfg.compare_head` once more with the calibration heads fitted in that form (rows
+    <method>_<tag>): the comparison that chooses a head form. Returns the outcomes and what the
+    two forms' runs shared (None without compare_head)."""
     on_training, queries = _on_training(cfg, personalizer, dataset, train_users)
-    methods, tag = compared_methods(cfg.methods), head_tag(cfg.compare_head)
+    methods = compared_methods(cfg.methods)
+    calibration = cfg.job(seed, calibration=True)
+    jobs = [calibration]
+    if cfg.compare_head is not None:
+        jobs.append(cfg.job(seed, cfg.compare_head, calibration=True))
     runs = []
-    for job in (cfg.job(seed, calibration=True),
-                cfg.job(seed, cfg.compare_head, calibration=True)):
+    for job in jobs:
         twin = copy.copy(on_training)
         twin.scorer = _scorer(job, methods)
         try:
@@ -216,8 +229,11 @@ async def _heads_on_training(cfg: EvalConfig, seed: int, personalizer: Personali
                 desc=f"training users, heads {head_tag(job.adapter.head)}"))
         finally:
             twin.scorer.close()
-    mine, theirs = runs
-    return mine, merge_variant_run(mine, theirs, tag)
+    mine = runs[0]
+    _write_predictions(join_uri(calibration.paths.work_dir, "eval", "predictions.jsonl"), mine)
+    if cfg.compare_head is None:
+        return mine, None
+    return mine, merge_variant_run(mine, runs[1], head_tag(cfg.compare_head))
 
 
 def _calibration_rows(outcomes: list[QueryOutcome]) -> list[CalibrationRow]:
@@ -315,11 +331,12 @@ def evaluate_seed(cfg: EvalConfig, job: JobConfig, seed: int, *, base_url: str,
         try:
             guard.update(await _choose_guard(cfg, seed, personalizer, dataset, split.train,
                                              progress))
-            if _compares_on_training(cfg):
+            if _answers_on_training(cfg):
                 outcomes, shared = await _heads_on_training(cfg, seed, personalizer, dataset,
                                                             split.train, progress)
                 on_training.extend(outcomes)
-                heads["train_heldout"] = shared
+                if shared is not None:
+                    heads["train_heldout"] = shared
             outcomes = await run_queries(personalizer, queries, cfg.methods,
                                          knn_k=labels.k_prompt, concurrency=cfg.concurrency,
                                          progress=progress, desc=f"eval seed {seed}")

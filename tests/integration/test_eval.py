@@ -17,9 +17,10 @@ from training_fixtures import build_tiny_encoder
 
 from hydralm.artifacts import Registry
 from hydralm.cli import main
-from hydralm.evaluation import RESULT_SCHEMA
+from hydralm.evaluation import RESULT_SCHEMA, QueryScores
 from hydralm.evaluation.presets import preset
 from hydralm.scoring.bundle import bundle_head_configs
+from hydralm.tasks import get_task
 from training.bases import bundle_config
 
 pytestmark = pytest.mark.integration
@@ -105,6 +106,19 @@ def test_quick_eval_writes_the_table_and_a_rerun_costs_no_generator_call(
         "rule": zero_fit_guard["rule"], "min_spread": zero_fit_guard["min_spread"]}
     held_out = selection["train_heldout_hydra"]
     assert held_out["queries"] == 8 and 0.0 <= held_out["mean"] <= 1.0
+    # The HYDRA methods answered those queries again with the calibration heads and the chosen
+    # guard, saved for `hydralm eval-compare --training`: hydra's answers score what the guard's
+    # calibration measured for its choice
+    lines = (tmp_path / "work" / "seed-0" / "guard-calibration" / "eval" / "predictions.jsonl"
+             ).read_text().splitlines()
+    trained = [json.loads(line) for line in lines]
+    assert len(trained) == 8 and {r["user_id"] for r in trained} <= set(
+        calibrated.list_users("adapter"))
+    assert all(set(r["answers"]) == {"hydra_reranker", "hydra_adapter", "hydra"}
+               for r in trained)
+    hydra_on_training = QueryScores(get_task("synth-tag"), [r["answers"]["hydra"] for r in trained],
+                                    [r["gold"] for r in trained]).metrics()["accuracy"]
+    assert hydra_on_training == pytest.approx(held_out["mean"])
     table = (tmp_path / "results" / "quality_synth_synth-tag.md").read_text()
     assert "| hydra |" in table and "| oracle_best_of_8 |" in table
     # Zero-fit heads: the bases carry the router over the 8 training users, and every test
@@ -150,3 +164,6 @@ def test_quick_eval_writes_the_table_and_a_rerun_costs_no_generator_call(
     assert second["run"]["eval"]["0"]["cache_hits"] > 0
     assert second["methods"] == first["methods"]
     assert "generator calls: 0" in capsys.readouterr().out
+    result = str(tmp_path / "results" / "quality_synth_synth-tag.json")
+    assert main(["eval-compare", result, result, "--training", "--resamples", "100"]) == 0
+    assert "8 training users' held-out queries (seeds 0)" in capsys.readouterr().out

@@ -13,19 +13,27 @@ from hydralm.evaluation.compare import compare_runs, format_comparison
 GOLDS = ("sci-fi", "comedy", "action", "romance", "sci-fi", "fantasy")
 
 
+def _predictions(path, answers: dict[str, list[str]], users, golds) -> None:
+    rows = [{"user_id": users[i % len(users)], "query_id": f"q{i}", "gold": gold,
+             "answers": {m: a[i] for m, a in answers.items()}}
+            for i, gold in enumerate(golds)]
+    path.parent.mkdir(parents=True)
+    # written in another order than sorted: pairing is by user and query
+    path.write_text("\n".join(json.dumps(r) for r in reversed(rows)) + "\n")
+
+
 def _run(tmp_path, name: str, answers: dict[str, list[str]], *, task: str = "synth-tag",
-         seeds=(0, 1), users=("u1", "u2", "u3"), golds=GOLDS, heads=None) -> str:
+         seeds=(0, 1), users=("u1", "u2", "u3"), golds=GOLDS, heads=None,
+         training: dict[str, list[str]] | None = None) -> str:
     """A result file and its work directory's predictions: per seed one row per (user, query),
-    each method answering `answers[method][i]` to query i."""
+    each method answering `answers[method][i]` to query i; with `training`, the training users'
+    held-out queries answered likewise (users t1, t2)."""
     work = tmp_path / name / "work"
     for seed in seeds:
-        rows = [{"user_id": users[i % len(users)], "query_id": f"q{i}", "gold": gold,
-                 "answers": {m: a[i] for m, a in answers.items()}}
-                for i, gold in enumerate(golds)]
-        path = work / f"seed-{seed}" / "eval" / "predictions.jsonl"
-        path.parent.mkdir(parents=True)
-        # written in another order than sorted: pairing is by user and query
-        path.write_text("\n".join(json.dumps(r) for r in reversed(rows)) + "\n")
+        _predictions(work / f"seed-{seed}" / "eval" / "predictions.jsonl", answers, users, golds)
+        if training is not None:
+            _predictions(work / f"seed-{seed}" / "guard-calibration" / "eval" / "predictions.jsonl",
+                         training, ("t1", "t2"), golds)
     result = tmp_path / name / "quality.json"
     result.write_text(json.dumps({"task": task, "seeds": list(seeds),
                                   "methods": {m: {} for m in answers},
@@ -100,3 +108,44 @@ def test_hydralm_eval_compare_prints_the_table_and_json(tmp_path, capsys):
     assert main(["eval-compare", a, b, "--json", "--methods", "hydra"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["methods"]["hydra"]["same_answers"] == 0.0
+
+
+def test_training_part_compares_the_training_users_answers_never_the_test_users(tmp_path):
+    # the test users' answers say B is worse; the training users' say it is better: --training
+    # reads only the latter, over the rows the training predictions hold (the HYDRA methods)
+    a = _run(tmp_path, "a", {"rag_bm25": list(GOLDS), "hydra": list(GOLDS)},
+             training={"hydra_reranker": list(GOLDS), "hydra": ["x"] * 6})
+    b = _run(tmp_path, "b", {"rag_bm25": list(GOLDS), "hydra": ["x"] * 6},
+             training={"hydra_reranker": list(GOLDS), "hydra": list(GOLDS[:3]) + ["x"] * 3})
+    doc = compare_runs(a, b, part="training")
+    assert doc["part"] == "training" and doc["queries"] == 12
+    assert list(doc["methods"]) == ["hydra_reranker", "hydra"]
+    assert doc["methods"]["hydra"]["differences"]["accuracy"]["mean"] == pytest.approx(0.5)
+    assert doc["methods"]["hydra_reranker"]["same_answers"] == 1.0
+    assert compare_runs(a, b)["methods"]["hydra"]["differences"]["accuracy"]["mean"] == -1.0
+    assert "12 training users' held-out queries" in format_comparison(doc)
+    with pytest.raises(ValueError, match="part must be one of"):
+        compare_runs(a, b, part="users")
+
+
+def test_a_run_without_training_answers_is_refused_saying_what_saves_them(tmp_path):
+    a = _run(tmp_path, "a", {"hydra": list(GOLDS)}, training={"hydra": list(GOLDS)})
+    old = _run(tmp_path, "old", {"hydra": list(GOLDS)})
+    with pytest.raises(NotFoundError, match=r"guard-calibration/eval/predictions.jsonl does not "
+                                            r"exist: .*guard.heads: fitted"):
+        compare_runs(a, old, part="training")
+    other = _run(tmp_path, "other", {"hydra": list(GOLDS)}, training={"hydra": list(GOLDS)},
+                 golds=GOLDS[:5])
+    with pytest.raises(ValueError, match="answered different training users' held-out queries"):
+        compare_runs(a, other, part="training")
+
+
+def test_hydralm_eval_compare_training_flag(tmp_path, capsys):
+    from hydralm.cli import main
+
+    a = _run(tmp_path, "a", {"hydra": list(GOLDS)}, training={"hydra": ["x"] * 6})
+    b = _run(tmp_path, "b", {"hydra": list(GOLDS)}, training={"hydra": list(GOLDS)})
+    assert main(["eval-compare", a, b, "--training", "--resamples", "200"]) == 0
+    out = capsys.readouterr().out
+    assert "B - A on synth-tag, 12 training users' held-out queries (seeds 0, 1)" in out
+    assert "| hydra | +1.000 [+1.000, +1.000]" in out
