@@ -18,7 +18,7 @@ from hydralm.artifacts import Registry
 from hydralm.errors import NotFoundError
 from hydralm.jobconfig import JobConfig
 from hydralm.labels import RerankFn
-from hydralm.model import HeadBank, HydraModel
+from hydralm.model import HeadBank, HydraModel, ResidualHeadState
 from hydralm.pipeline import reranker_pairs
 from training.bases import bundle_config, load_kind_base
 
@@ -72,7 +72,10 @@ def load_rerank(spec: RerankSpec, task) -> RerankFn:
                     head = registry.load_head("reranker", user_id)
                 except NotFoundError:
                     log.info("user %r has no reranker head: using the global head", user_id)
-            models[key] = HydraModel(encoder, HeadBank.from_states([head], dropout=0.0)).eval()
+            # a residual head adds its factors to the global head's w1, the layer it names
+            shared = global_head.w1 if isinstance(head, ResidualHeadState) else None
+            bank = HeadBank.from_states([head], dropout=0.0, shared=shared)
+            models[key] = HydraModel(encoder, bank).eval()
         return models[key]
 
     def rerank(user_id: str, query_input: str, items: Sequence[Mapping]) -> list[float]:

@@ -16,7 +16,7 @@ from hydralm.artifacts import Registry
 from hydralm.errors import NotFoundError, StaleHeadError
 from hydralm.jobconfig import JobConfig
 from hydralm.labels.schema import labels_from_table
-from hydralm.model import HeadState
+from hydralm.model import AnyHeadState, ResidualHeadState, shared_digest
 from hydralm.model.zero_fit import (
     DEFAULT_K,
     Profile,
@@ -86,13 +86,9 @@ def choose_k(cfg: JobConfig, registry: Registry, router: Router, users: Sequence
         if len(kind_users) < 2 or not records:
             continue
         try:
-            heads = [registry.load_head(kind, u) for u in kind_users]
-        except StaleHeadError as exc:        # a kind carried over without its heads' base
-            log.info("zero-fit k of %s not chosen: %s", kind, exc)
-            continue
-        if not all(isinstance(h, HeadState) for h in heads):
-            log.info("zero-fit k of %s: its training heads are not dense; k stays %d", kind,
-                     router.k)
+            heads = _scorable(registry, kind, [registry.load_head(kind, u) for u in kind_users])
+        except (StaleHeadError, ValueError) as exc:   # a kind carried over without its heads'
+            log.info("zero-fit k of %s not chosen: %s", kind, exc)   # base (or shared layer)
             continue
         x = encoders[kind].embed([r.first for r in records], [r.second for r in records])
         bank = temporary_bank(heads, "cpu")                               # [G] heads
@@ -112,6 +108,17 @@ def choose_k(cfg: JobConfig, registry: Registry, router: Router, users: Sequence
             out["rows"][kind] = b
     out["users"] = len(users)
     return out
+
+
+def _scorable(registry: Registry, kind: str,
+              heads: list[AnyHeadState]) -> list[AnyHeadState]:
+    """`heads` ready to score together: residual heads carry the layer they name, the kind's
+    global head's w1 (ValueError when they name another)."""
+    if not any(isinstance(h, ResidualHeadState) for h in heads):
+        return heads
+    w1 = registry.load_global_head(kind).w1
+    digest = shared_digest(w1)
+    return [h.with_layer(w1, digest) if isinstance(h, ResidualHeadState) else h for h in heads]
 
 
 def ensure_router(cfg: JobConfig, users: Sequence[str]) -> str | None:

@@ -12,6 +12,7 @@ from training_fixtures import tiny_job, two_taste_labels
 from hydralm.artifacts import Registry
 from hydralm.errors import ArtifactError, NotFoundError, StaleHeadError
 from hydralm.jobconfig import TrainConfig
+from hydralm.pipeline import reranker_pairs
 from hydralm.model import (
     HeadBank,
     HeadConfig,
@@ -25,9 +26,11 @@ from hydralm.model import (
 from hydralm.scoring.bundle import bundle_head_configs
 from hydralm.scoring.forward import ForwardJob, score_jobs, temporary_bank
 from hydralm.scoring.registry_view import RegistryView
+from hydralm.tasks import get_task
 from training.bases import TrainedModel, load_kind_base, publish_models
 from training.fit_heads import embeddings_table, fit_user_heads
 from training.loop import LocalSession, LoopSpec, train_loop
+from training.rerank import RerankSpec, load_rerank
 from training.train_job import _trained_from_checkpoint
 
 D, R = 10, 3
@@ -145,6 +148,19 @@ def test_train_fit_score_with_residual_heads(tmp_path, tiny_encoder):
     version = publish_models(registry, [trained])
     form = bundle_head_configs(registry, version)["reranker"]
     assert form == model.head
+
+    # the reranker ordering a training user's adapter prompts (training/rerank.py) scores with
+    # their residual head on the global head's w1; a user without a head gets the global head
+    task = get_task("synth-tag")
+    items = [{"description": f"{f} {f}"} for f in ("apple", "pear", "plum", "fig")]
+    rerank = load_rerank(RerankSpec(registry.storage.uri, version, "t", user_heads=True), task)
+    encoder, _ = load_kind_base(registry, "reranker", version=version)
+    firsts, seconds = reranker_pairs(task, "which fruit to buy", items)
+    stored = registry.load_global_head("reranker")
+    for user, head in (("a", _dense_equivalent(registry.load_head("reranker", "a"), stored.w1)),
+                       ("nobody", stored)):
+        want = score_jobs(encoder, [ForwardJob(firsts, seconds, head)], max_pairs=16)[0]
+        assert rerank(user, "which fruit to buy", items) == pytest.approx(want, abs=1e-5)
 
     # fitting a new user (what training/fit_job.py's bucket task does): on the global head's w1
     encoder, _ = load_kind_base(registry, "reranker", version=version)

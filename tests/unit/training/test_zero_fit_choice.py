@@ -17,15 +17,24 @@ from training.users import prepare_users
 
 
 def _publish(cfg, users) -> Registry:
+    """Random heads of the job's form for `users` and a global head (the last), published."""
     registry = Registry(cfg.paths.registry)
     models = []
     for seed, kind in enumerate(("reranker", "adapter")):
         encoder = BaseEncoder.from_config(cfg.model(kind))
-        bank = HeadBank(len(users) + 1, encoder.dim,
-                        generator=torch.Generator().manual_seed(seed))
+        head = cfg.model(kind).head
+        generator = torch.Generator().manual_seed(seed)
+        shared = (HeadBank.fresh_shared(encoder.dim, generator) if head.form == "residual"
+                  else None)
+        bank = HeadBank(len(users) + 1, encoder.dim, generator=generator, head=head,
+                        shared=shared)
+        if shared is not None:       # users' factors away from 0; the global head at the layer
+            with torch.no_grad():
+                bank.b.normal_(generator=generator)
+                bank.b[len(users)] = 0.0
         models.append(TrainedModel(kind, encoder.state_dict(), cfg.model(kind),
                                    {u: bank.extract(i) for i, u in enumerate(users)},
-                                   bank.extract(len(users)), {"run": kind}))
+                                   bank.extract_dense(len(users)), {"run": kind}))
     publish_models(registry, models, build_router(cfg, users))
     return registry
 
@@ -54,6 +63,22 @@ def test_auto_chooses_each_kinds_k_on_the_training_users_and_publishes_it(tmp_pa
     assert registry.list_users("adapter") == sorted(split.train)   # heads carried over
     assert ensure_router(cfg, split.train) is None                 # chosen already
     assert choice["rule"] == K_RULE
+
+
+def test_residual_heads_get_their_k_chosen_too(tmp_path):
+    # the training users' residual heads are scored on the global head's w1, the layer they name
+    residual = {"head": {"form": "residual", "rank": 4}}
+    cfg = tiny_job(tmp_path / "job", build_tiny_encoder(tmp_path / "encoder"),
+                   reranker=residual, adapter=residual)
+    write_fake_labels(cfg, rows_per_query=4)
+    _, split = prepare_users(cfg)
+    registry = _publish(cfg, split.train)
+    assert type(registry.load_head("adapter", split.train[0])).__name__ == "ResidualHeadState"
+    ensure_router(cfg, split.train)
+    _, router = load_bundle(registry, ["adapter"], registry.base_version())
+    assert set(router.choice["k_by_kind"]) == {"reranker", "adapter"}
+    assert all(set(by_k) == {"1", "2", "4", "5"}
+               for by_k in router.choice["accuracy_by_k"].values())
 
 
 def test_a_choice_made_by_another_rule_is_made_again(tmp_path):
