@@ -114,7 +114,7 @@ def test_quick_eval_writes_the_table_and_a_rerun_costs_no_generator_call(
     trained = [json.loads(line) for line in lines]
     assert len(trained) == 8 and {r["user_id"] for r in trained} <= set(
         calibrated.list_users("adapter"))
-    assert all(set(r["answers"]) == {"hydra_reranker", "hydra_adapter", "hydra"}
+    assert all({"hydra_reranker", "hydra_adapter", "hydra"} <= set(r["answers"])
                for r in trained)
     hydra_on_training = QueryScores(get_task("synth-tag"), [r["answers"]["hydra"] for r in trained],
                                     [r["gold"] for r in trained]).metrics()["accuracy"]
