@@ -12,7 +12,6 @@ from training_fixtures import tiny_job, two_taste_labels
 from hydralm.artifacts import Registry
 from hydralm.errors import ArtifactError, NotFoundError, StaleHeadError
 from hydralm.jobconfig import TrainConfig
-from hydralm.pipeline import reranker_pairs
 from hydralm.model import (
     HeadBank,
     HeadConfig,
@@ -23,6 +22,7 @@ from hydralm.model import (
     fit_heads_on_embeddings,
     shared_digest,
 )
+from hydralm.pipeline import reranker_pairs
 from hydralm.scoring.bundle import bundle_head_configs
 from hydralm.scoring.forward import ForwardJob, score_jobs, temporary_bank
 from hydralm.scoring.registry_view import RegistryView
