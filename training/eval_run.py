@@ -204,7 +204,7 @@ def _compares_on_training(cfg: EvalConfig) -> bool:
     return cfg.compare_head is not None and _answers_on_training(cfg)
 
 
-async def _heads_on_training(cfg: EvalConfig, seed: int, personalizer: Personalizer,
+async def _hydra_on_training(cfg: EvalConfig, seed: int, personalizer: Personalizer,
                              dataset: Dataset, train_users: tuple[str, ...],
                              progress: bool) -> tuple[list[QueryOutcome], dict[str, Any] | None]:
     """The HYDRA methods on the training users' held-out queries (with the guard chosen for the
@@ -332,7 +332,7 @@ def evaluate_seed(cfg: EvalConfig, job: JobConfig, seed: int, *, base_url: str,
             guard.update(await _choose_guard(cfg, seed, personalizer, dataset, split.train,
                                              progress))
             if _answers_on_training(cfg):
-                outcomes, shared = await _heads_on_training(cfg, seed, personalizer, dataset,
+                outcomes, shared = await _hydra_on_training(cfg, seed, personalizer, dataset,
                                                             split.train, progress)
                 on_training.extend(outcomes)
                 if shared is not None:
