@@ -18,8 +18,10 @@ from hydralm.artifacts import Registry
 from hydralm.errors import NotFoundError
 from hydralm.jobconfig import JobConfig
 from hydralm.labels import RerankFn
-from hydralm.model import HeadBank, HydraModel, ResidualHeadState
+from hydralm.model import HydraModel
 from hydralm.pipeline import reranker_pairs
+from hydralm.scoring.forward import temporary_bank
+from hydralm.scoring.registry_view import RegistryView
 from training.bases import bundle_config, load_kind_base
 
 __all__ = ["RerankSpec", "load_rerank", "resolve_retrieval"]
@@ -59,6 +61,7 @@ def resolve_retrieval(cfg: JobConfig, stage: str) -> RerankSpec | None:
 def load_rerank(spec: RerankSpec, task) -> RerankFn:
     """A RerankFn scoring (query, item) pairs with the spec's reranker (loaded once)."""
     registry = Registry(spec.registry)
+    view = RegistryView(registry)     # how serving loads heads: a residual one with its layer
     encoder, _ = load_kind_base(registry, "reranker", version=spec.base_version)
     global_head = registry.load_global_head("reranker")
     models: dict[str, HydraModel] = {}
@@ -69,13 +72,10 @@ def load_rerank(spec: RerankSpec, task) -> RerankFn:
             head = global_head
             if spec.user_heads:
                 try:
-                    head = registry.load_head("reranker", user_id)
+                    head = view.load_head("reranker", user_id, spec.base_version)
                 except NotFoundError:
                     log.info("user %r has no reranker head: using the global head", user_id)
-            # a residual head adds its factors to the global head's w1, the layer it names
-            shared = global_head.w1 if isinstance(head, ResidualHeadState) else None
-            bank = HeadBank.from_states([head], dropout=0.0, shared=shared)
-            models[key] = HydraModel(encoder, bank).eval()
+            models[key] = HydraModel(encoder, temporary_bank([head], "cpu")).eval()
         return models[key]
 
     def rerank(user_id: str, query_input: str, items: Sequence[Mapping]) -> list[float]:

@@ -16,7 +16,6 @@ from hydralm.artifacts import Registry
 from hydralm.errors import NotFoundError, StaleHeadError
 from hydralm.jobconfig import JobConfig
 from hydralm.labels.schema import labels_from_table
-from hydralm.model import AnyHeadState, ResidualHeadState, shared_digest
 from hydralm.model.zero_fit import (
     DEFAULT_K,
     Profile,
@@ -27,6 +26,7 @@ from hydralm.model.zero_fit import (
 )
 from hydralm.scoring.bundle import load_bundle
 from hydralm.scoring.forward import temporary_bank
+from hydralm.scoring.registry_view import RegistryView
 from hydralm.stats import SE_MARGIN
 from hydralm.tasks import get_task
 from training.bases import KINDS, add_router, bundle_config
@@ -71,7 +71,9 @@ def choose_k(cfg: JobConfig, registry: Registry, router: Router, users: Sequence
     "chosen_on"}."""
     config = bundle_config(registry) or {}
     kinds = [k for k in KINDS if k in config.get("kinds", {})]
-    encoders, _ = load_bundle(registry, kinds, registry.base_version())
+    version = registry.base_version()
+    encoders, _ = load_bundle(registry, kinds, version)
+    view = RegistryView(registry)
     out: dict[str, Any] = {"k_by_kind": {}, "accuracy_by_k": {}, "rows": {},
                            "chosen_on": "training users' label pairs, leave one out",
                            "rule": K_RULE}
@@ -85,10 +87,10 @@ def choose_k(cfg: JobConfig, registry: Registry, router: Router, users: Sequence
         records = [r for r in records if r.user_id in have]
         if len(kind_users) < 2 or not records:
             continue
-        try:
-            heads = _scorable(registry, kind, [registry.load_head(kind, u) for u in kind_users])
-        except (StaleHeadError, ValueError) as exc:   # a kind carried over without its heads'
-            log.info("zero-fit k of %s not chosen: %s", kind, exc)   # base (or shared layer)
+        try:    # loaded as serving loads them: a residual head with the layer it names
+            heads = [view.load_head(kind, u, version) for u in kind_users]
+        except StaleHeadError as exc:        # a kind carried over without its heads' base
+            log.info("zero-fit k of %s not chosen: %s", kind, exc)
             continue
         x = encoders[kind].embed([r.first for r in records], [r.second for r in records])
         bank = temporary_bank(heads, "cpu")                               # [G] heads
@@ -108,17 +110,6 @@ def choose_k(cfg: JobConfig, registry: Registry, router: Router, users: Sequence
             out["rows"][kind] = b
     out["users"] = len(users)
     return out
-
-
-def _scorable(registry: Registry, kind: str,
-              heads: list[AnyHeadState]) -> list[AnyHeadState]:
-    """`heads` ready to score together: residual heads carry the layer they name, the kind's
-    global head's w1 (ValueError when they name another)."""
-    if not any(isinstance(h, ResidualHeadState) for h in heads):
-        return heads
-    w1 = registry.load_global_head(kind).w1
-    digest = shared_digest(w1)
-    return [h.with_layer(w1, digest) if isinstance(h, ResidualHeadState) else h for h in heads]
 
 
 def ensure_router(cfg: JobConfig, users: Sequence[str]) -> str | None:

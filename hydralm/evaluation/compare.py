@@ -27,10 +27,11 @@ from hydralm.tasks import get_task
 
 __all__ = ["PARTS", "compare_runs", "format_comparison", "read_run"]
 
-# part -> (the predictions file under a seed's work dir, how the queries are named)
-PARTS: dict[str, tuple[str, str]] = {
-    "test": ("eval/predictions.jsonl", "test queries"),
-    "training": ("guard-calibration/eval/predictions.jsonl", "training users' held-out queries"),
+# part -> (the predictions file's path under a seed's work dir, how the queries are named)
+PARTS: dict[str, tuple[tuple[str, ...], str]] = {
+    "test": (("eval", "predictions.jsonl"), "test queries"),
+    "training": (("guard-calibration", "eval", "predictions.jsonl"),
+                 "training users' held-out queries"),
 }
 
 
@@ -59,7 +60,7 @@ def read_run(result: str | Path, part: str = "test"
                          f"(missing {', '.join(missing) or 'run.work_dir'})")
     rows = {}
     for seed in doc["seeds"]:
-        uri = join_uri(work_dir, f"seed-{seed}", *PARTS[part][0].split("/"))
+        uri = join_uri(work_dir, f"seed-{seed}", *PARTS[part][0])
         try:
             text = _read_text(uri)
         except NotFoundError as exc:
