@@ -19,7 +19,7 @@ from hydralm.data.fs import join_uri
 from hydralm.data.schema import SYNTHETIC_TASKS, TASK_NAMES, TaskName
 from hydralm.generator.config import GeneratorConfig
 from hydralm.labels.config import LabelsConfig
-from hydralm.model.config import ModelConfig
+from hydralm.model.config import ModelConfig, with_kind_head_defaults
 from hydralm.model.precision import Precision, precision_field
 from hydralm.settings import home_dir
 
@@ -243,9 +243,11 @@ class JobConfig(StrictModel):
         description="The black box. Its cache defaults to <work_dir>/generator-cache: label "
                     "runs are resumable through it.")
     reranker: ModelConfig = Field(default_factory=ModelConfig,
-                                  description="The reranker's base and heads.")
+                                  description="The reranker's base and heads (default head: "
+                                              "dense, int8).")
     adapter: ModelConfig = Field(default_factory=ModelConfig,
-                                 description="The adapter's base and heads.")
+                                 description="The adapter's base and heads (default head: "
+                                             "residual r=16, int8).")
     labels: LabelsConfig = Field(default_factory=LabelsConfig, description="Label generation.")
     train: TrainConfig = Field(default_factory=TrainConfig, description="The train stage.")
     fit: FitConfig = Field(default_factory=FitConfig, description="The fit stage.")
@@ -255,6 +257,11 @@ class JobConfig(StrictModel):
                                                    "<work_dir>/registry.")
     work_dir: str | None = Field(None, description="Label files, datasets, caches, checkpoints. "
                                                    "None: HYDRALM_HOME/work.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kind_head_defaults(cls, data: object) -> object:
+        return with_kind_head_defaults(data)
 
     @model_validator(mode="after")
     def _cross_field(self) -> JobConfig:
@@ -273,9 +280,10 @@ class JobConfig(StrictModel):
                              "false: set fit.init: random or train.global_head: true")
         residual = [k for k in ("reranker", "adapter") if self.model(k).head.form == "residual"]
         if residual and not self.train.global_head:
-            raise ValueError(f"{' and '.join(residual)} head.form 'residual' fits and serves every "
-                             "user's head on the global head's w1, but train.global_head is "
-                             "false: set train.global_head: true or another head form")
+            raise ValueError(f"{' and '.join(residual)} head.form 'residual' (the adapter's "
+                             "default) fits and serves every user's head on the global head's "
+                             "w1, but train.global_head is false: set train.global_head: true "
+                             "or another head form (head: {form: dense})")
         if self.generator.cache is None:
             self.generator.cache = join_uri(self.paths.work_dir, "generator-cache")
         return self

@@ -23,7 +23,7 @@ from hydralm.evaluation.variants import head_tag
 from hydralm.generator.config import GeneratorConfig
 from hydralm.jobconfig import DataConfig, FitConfig, JobConfig, TrainConfig, UsersConfig
 from hydralm.labels.config import LabelsConfig
-from hydralm.model.config import HeadConfig, ModelConfig
+from hydralm.model.config import HeadConfig, ModelConfig, with_kind_head_defaults
 from hydralm.model.precision import Precision, precision_field
 from hydralm.settings import home_dir
 
@@ -119,8 +119,10 @@ class EvalConfig(StrictModel):
     labels: LabelsConfig = Field(default_factory=LabelsConfig,
                                  description="Label generation; also the test-time k_retrieve, "
                                              "k_prompt (= history_knn's k) and n_candidates.")
-    reranker: ModelConfig = Field(default_factory=ModelConfig, description="The reranker.")
-    adapter: ModelConfig = Field(default_factory=ModelConfig, description="The adapter.")
+    reranker: ModelConfig = Field(default_factory=ModelConfig,
+                                  description="The reranker (default head: dense, int8).")
+    adapter: ModelConfig = Field(default_factory=ModelConfig,
+                                 description="The adapter (default head: residual r=16, int8).")
     train: TrainConfig = Field(default_factory=TrainConfig,
                                description="The train stage (its seed is set per seed).")
     fit: FitConfig = Field(default_factory=FitConfig,
@@ -153,6 +155,11 @@ class EvalConfig(StrictModel):
         if len(set(value)) != len(value):
             raise ValueError(f"methods must not repeat, got {value!r}")
         return [m for m in LLM_METHODS if m in value]  # table order
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kind_head_defaults(cls, data: object) -> object:
+        return with_kind_head_defaults(data)
 
     @model_validator(mode="after")
     def _cross_field(self) -> EvalConfig:

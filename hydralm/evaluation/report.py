@@ -271,13 +271,16 @@ def _precision_line(cmp: Mapping[str, Any]) -> str:
 
 def _head_line(cmp: Mapping[str, Any]) -> str:
     """The paired differences between the configured heads and the other head form."""
-    forms = sorted({_describe(h) for h in cmp["heads"].values()})
+    forms = {_describe(h) for h in cmp["heads"].values()}
+    configured = (forms.pop() if len(forms) == 1 else
+                  " / ".join(f"{kind} {_describe(h)}" for kind, h in cmp["heads"].items()))
     sizes = {which: ", ".join(f"{k} {b:,} B" for k, b in by_kind.items())
              for which, by_kind in cmp["bytes_per_user"].items()}
-    return (f"Head form: {' / '.join(forms)} against {_describe(cmp['other'])} (rows "
+    return (f"Head form: {configured} against {_describe(cmp['other'])} (rows "
             f"*_{cmp['tag']}: the test users' heads fitted again in that form on the same bases "
             f"and labels) on {cmp['metric']}, paired difference (positive: "
-            f"{' / '.join(forms)} better): {_differences(cmp)}. Head file per user: "
+            f"{'configured' if ' / ' in configured else configured} better): "
+            f"{_differences(cmp)}. Head file per user: "
             f"{sizes.get('configured', '?')} against {sizes.get('other', '?')}. {_shared(cmp)}"
             + _passes(cmp) + _on_training(cmp.get("train_heldout")))
 

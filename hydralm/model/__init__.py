@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from hydralm.model.config import HeadConfig, ModelConfig, default_encoder_path
+from hydralm.model.config import KIND_HEAD_DEFAULTS, HeadConfig, ModelConfig, default_encoder_path
 from hydralm.model.fit import HeadFitConfig, fit_heads_on_embeddings, fit_heads_reencode
 from hydralm.model.heads import (
     AnyHeadState,
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from hydralm.model.hydra import HydraModel, PairBatch, train_step
 
 __all__ = [
+    "KIND_HEAD_DEFAULTS",
     "AnyHeadState",
     "BaseEncoder",
     "HeadBank",

@@ -3,15 +3,17 @@ form of the per-user heads on top of it."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
 from hydralm.config import StrictModel
 from hydralm.errors import ConfigError
 
-__all__ = ["HeadConfig", "HeadDtype", "HeadForm", "ModelConfig", "default_encoder_path"]
+__all__ = ["KIND_HEAD_DEFAULTS", "HeadConfig", "HeadDtype", "HeadForm", "ModelConfig",
+           "default_encoder_path", "with_kind_head_defaults"]
 
 HeadForm = Literal["dense", "lowrank", "residual"]
 HeadDtype = Literal["float32", "bfloat16", "int8"]
@@ -110,3 +112,35 @@ class ModelConfig(StrictModel):
         if not path.is_dir():
             raise ConfigError(f"model.encoder_path: no such directory, got {str(path)!r}")
         return path
+
+
+# Each kind's head where a job's config names no head form (its own rank or dtype still apply;
+# a config naming a form gets HeadConfig's defaults for the rest), chosen on training users'
+# held-out queries (docs/model.md, "Head forms and sizes"). The reranker keeps HeadConfig's
+# defaults (the paper's dense head, stored in int8); the adapter's residual r = 16 int8 head
+# (14,828 B per user at d = 384 instead of 151,196 B) matched the dense job on both synthetic
+# tasks, the reranker's did not.
+KIND_HEAD_DEFAULTS: dict[str, dict[str, Any]] = {
+    "reranker": {},
+    "adapter": {"form": "residual", "rank": 16},
+}
+
+
+def with_kind_head_defaults(data: Any) -> Any:
+    """A job config's raw mapping with each kind's head defaults where it names no head form.
+
+    Used by the configs that hold both kinds (JobConfig, EvalConfig) before they validate; a kind
+    given as a built ModelConfig is kept as it is (its head is already decided)."""
+    if not isinstance(data, Mapping):
+        return data
+    data = dict(data)
+    for kind, defaults in KIND_HEAD_DEFAULTS.items():
+        model = data.get(kind)
+        if not defaults or not (model is None or isinstance(model, Mapping)):
+            continue
+        model = dict(model or {})
+        head = model.get("head")
+        if head is None or (isinstance(head, Mapping) and "form" not in head):
+            model["head"] = {**defaults, **(head or {})}
+        data[kind] = model
+    return data

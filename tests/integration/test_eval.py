@@ -73,7 +73,8 @@ def test_quick_eval_writes_the_table_and_a_rerun_costs_no_generator_call(
     assert first["users"] == {"train": 8, "test": 4} and first["seeds"] == [0]
     assert first["run"]["queries"] == 8 and first["run"]["generator_calls"] > 0
     assert first["run"]["adapter_pairs"] == "query+prompt/1"
-    assert first["run"]["heads"] == {"reranker": "dense int8", "adapter": "dense int8"}
+    # each kind's default head: the reranker's dense, the adapter's residual (docs/model.md)
+    assert first["run"]["heads"] == {"reranker": "dense int8", "adapter": "residual r=16 int8"}
     for row, metrics in first["methods"].items():
         for name, e in metrics.items():
             assert e["ci_low"] <= e["mean"] <= e["ci_high"], (row, name, e)
@@ -142,7 +143,8 @@ def test_quick_eval_writes_the_table_and_a_rerun_costs_no_generator_call(
     variant = Registry(str(tmp_path / "work" / "seed-0" / f"registry-{RESIDUAL}"))
     assert len(variant.list_users("adapter")) == 4 and variant.list_users("reranker")
     assert bundle_head_configs(variant, variant.base_version())["adapter"].form == "residual"
-    assert "Head form: dense int8 against residual r=4 bfloat16" in table
+    assert ("Head form: reranker dense int8 / adapter residual r=16 int8 against residual r=4 "
+            "bfloat16") in table
     # ... and the 8 training users' calibration heads fitted in that form too (their own
     # registry in the calibration work dir), compared on their 8 held-out queries: what
     # chooses a form without looking at test users

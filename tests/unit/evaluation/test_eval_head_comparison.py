@@ -24,17 +24,18 @@ from hydralm.evaluation import (
     merge_variant_run,
 )
 from hydralm.evaluation.variants import passes_form_rule
-from hydralm.model import HeadConfig
+from hydralm.model import KIND_HEAD_DEFAULTS, HeadConfig
 from hydralm.tasks import get_task
 
 RESIDUAL = HeadConfig(form="residual", rank=4, dtype="bfloat16")
+ADAPTER_DEFAULT = HeadConfig(**KIND_HEAD_DEFAULTS["adapter"])   # residual r=16 int8
 TASK = get_task("synth-tag")
 
 
 def test_head_tags_name_form_rank_and_storage():
     assert head_tag(RESIDUAL) == "residual4_bf16"
     assert head_tag(HeadConfig(dtype="float32")) == "dense_fp32"
-    assert head_tag(HeadConfig()) == "dense_int8"                # the default
+    assert head_tag(HeadConfig()) == "dense_int8"                # the reranker's default
     assert head_tag(HeadConfig(form="lowrank", rank=8, dtype="int8")) == "lowrank8_int8"
 
 
@@ -44,7 +45,7 @@ def test_the_variant_job_shares_the_work_dir_and_has_its_own_registry():
     assert variant.paths.work_dir == job.paths.work_dir
     assert variant.paths.registry == job.paths.work_dir + "/registry-residual4_bf16"
     assert variant.reranker.head == variant.adapter.head == RESIDUAL
-    assert job.adapter.head == HeadConfig()
+    assert job.adapter.head == ADAPTER_DEFAULT
 
 
 def test_the_calibration_variant_has_its_own_registry_in_the_calibration_work_dir():
@@ -57,7 +58,7 @@ def test_the_calibration_variant_has_its_own_registry_in_the_calibration_work_di
     assert variant.paths.registry == (calibration.paths.work_dir
                                       + "/registry-residual4_bf16")
     assert variant.paths.registry != cfg.job(1, cfg.compare_head).paths.registry
-    assert variant.adapter.head == RESIDUAL and calibration.adapter.head == HeadConfig()
+    assert variant.adapter.head == RESIDUAL and calibration.adapter.head == ADAPTER_DEFAULT
 
 
 @pytest.mark.parametrize("mean, low, high, passes", [
@@ -73,7 +74,8 @@ def test_the_form_rule_needs_an_interval_reaching_zero_and_a_mean_within_the_tol
 
 
 @pytest.mark.parametrize("overrides, message", [
-    ({"compare_head": {"form": "dense"}}, "is the head both models already have"),
+    ({"compare_head": {"form": "dense"}, "adapter": {"head": {"form": "dense"}}},
+     "is the head both models already have"),
     ({"compare_head": {"form": "residual"}, "methods": ["zero_shot"]}, "needs a HYDRA"),
     ({"compare_head": {"form": "square"}}, "compare_head"),
 ])
@@ -118,7 +120,8 @@ def test_summary_rows_sit_beside_their_method_with_sizes_and_paired_differences(
         "oracle_best_of_8"]
     cmp = doc["head_comparison"]
     assert cmp["tag"] == "residual4_bf16" and cmp["bytes_per_user"] == sizes
-    assert cmp["heads"]["adapter"]["form"] == "dense" and cmp["other"]["rank"] == 4
+    assert cmp["heads"]["reranker"]["form"] == "dense" and cmp["other"]["rank"] == 4
+    assert cmp["heads"]["adapter"] == {"form": "residual", "rank": 16, "dtype": "int8"}
     # hydra (sci-fi) right on 2 of 3, the residual run (comedy) on 1 of 3
     assert cmp["differences"]["hydra"]["mean"] == pytest.approx(1 / 3)
     assert cmp["same_candidates"] == 3
@@ -129,7 +132,8 @@ def test_summary_rows_sit_beside_their_method_with_sizes_and_paired_differences(
     assert "train_heldout" not in cmp        # no training users' comparison in this run
     table = markdown_table(doc)
     assert "| hydra_residual4_bf16 |" in table
-    assert "Head form: dense int8 against residual r=4 bfloat16" in table
+    assert ("Head form: reranker dense int8 / adapter residual r=16 int8 against residual r=4 "
+            "bfloat16" in table) and "(positive: configured better)" in table
     assert "hydra +0.333 [" in table and "adapter 8,000 B" in table
 
 

@@ -169,7 +169,53 @@ def test_job_and_eval_configs_choose_the_head_form_per_kind():
                                "reranker": {"head": {"form": "lowrank", "rank": 8,
                                                      "dtype": "bfloat16"}}})
     assert job.model("reranker").head.describe() == "lowrank r=8 bfloat16"
-    assert job.model("adapter").head == HeadConfig()           # the paper's head by default
+    assert job.model("adapter").head.describe() == "residual r=16 int8"   # the adapter's default
+
+
+@pytest.mark.parametrize("settings, reranker, adapter", [
+    ({}, "dense int8", "residual r=16 int8"),                                  # the defaults
+    ({"adapter": {"max_length": 64}}, "dense int8", "residual r=16 int8"),    # no head named
+    ({"adapter": {"head": {"dtype": "float32"}}}, "dense int8", "residual r=16 float32"),
+    ({"adapter": {"head": {"form": "dense"}}}, "dense int8", "dense int8"),
+    ({"adapter": {"head": {"form": "lowrank"}}}, "dense int8", "lowrank r=8 int8"),
+    ({"adapter": {"head": {"rank": 4}}}, "dense int8", "residual r=4 int8"),
+    ({"reranker": {"head": {"form": "residual"}}}, "residual r=8 int8", "residual r=16 int8"),
+])
+def test_each_kind_has_its_own_head_defaults_under_the_configs_settings(settings, reranker,
+                                                                         adapter):
+    """Per kind: a config naming no head form gets the kind's default form and rank (the
+    reranker's are HeadConfig's) under its own other settings; one naming a form gets
+    HeadConfig's defaults for the rest. In a job config and an eval config alike."""
+    from hydralm.evaluation.config import EvalConfig
+    from hydralm.jobconfig import JobConfig
+
+    data = {"task": "synth-tag", "data": {"synth": {"users": 4}}, **settings}
+    job = JobConfig.from_dict(data)
+    evaluation = EvalConfig.from_dict({**data, "users": {"train": 2, "test": 2}})
+    for config in (job, evaluation, evaluation.job(0)):
+        assert config.reranker.head.describe() == reranker
+        assert config.adapter.head.describe() == adapter
+
+
+def test_the_adapters_default_residual_head_needs_the_global_head_and_says_so():
+    from hydralm.errors import ConfigError
+    from hydralm.jobconfig import JobConfig
+
+    data = {"task": "synth-tag", "data": {"synth": {"users": 4}},
+            "train": {"global_head": False}, "fit": {"init": "random"}}
+    with pytest.raises(ConfigError, match=r"adapter head.form 'residual' \(the adapter's default"):
+        JobConfig.from_dict(data)
+    job = JobConfig.from_dict({**data, "adapter": {"head": {"form": "dense"}}})
+    assert job.adapter.head == HeadConfig()
+
+
+def test_a_built_model_config_keeps_its_head():
+    """Code that builds a kind's ModelConfig has decided its head: no default is laid over it."""
+    from hydralm.jobconfig import JobConfig
+    from hydralm.model import ModelConfig
+
+    job = JobConfig(task="synth-tag", data={"synth": {"users": 4}}, adapter=ModelConfig())
+    assert job.adapter.head == HeadConfig()
 
 
 @pytest.mark.parametrize("head, message", [
