@@ -181,19 +181,24 @@ def test_train_and_fit_fill_the_registry(demo_run, job):
     assert registry.verify() == []
 
 
+# Serving's loader (RegistryView: the form check, a residual head's shared layer) and bank.
 LOAD_SCRIPT = """
 import json, sys
 from hydralm.artifacts import Registry
-from hydralm.model import HeadBank, HydraModel
-from hydralm.scoring.bundle import load_bundle_encoders
+from hydralm.model import HydraModel
+from hydralm.scoring.forward import temporary_bank
+from hydralm.scoring.registry_view import RegistryView
 registry = Registry(sys.argv[1])
+view = RegistryView(registry)
 users = json.loads(sys.argv[2])
 version = registry.base_version()
-encoders = load_bundle_encoders(registry, ["reranker", "adapter"], version)
+encoders, _ = view.load_encoders(["reranker", "adapter"], version, "cpu")
 out = {"version": version, "problems": registry.verify()}
 for kind, encoder in encoders.items():
-    heads = [registry.load_head(kind, u) for u in users] + [registry.load_global_head(kind)]
-    model = HydraModel(encoder, HeadBank.from_states(heads, dropout=0.0))
+    heads = [view.load_head(kind, u, version) for u in users]
+    heads.append(view.load_global_head(kind, version))
+    out[kind + "_forms"] = sorted({type(h).__name__ for h in heads})
+    model = HydraModel(encoder, temporary_bank(heads, "cpu"))
     n = len(heads)
     out[kind] = model.score(["q"] * n, ["an item"] * n, list(range(n))).tolist()
 print(json.dumps(out))
@@ -213,6 +218,10 @@ def test_a_fresh_process_loads_the_registry(demo_run, job):
     for kind in MODELS:
         assert len(loaded[kind]) == len(users) + 1
         assert all(0.0 <= s <= 1.0 for s in loaded[kind])
+    # each kind's default form: the reranker's users dense, the adapter's residual (the global
+    # head, dense, is their shared layer)
+    assert loaded["reranker_forms"] == ["HeadState"]
+    assert loaded["adapter_forms"] == ["HeadState", "ResidualHeadState"]
 
 
 def test_rerunning_labels_and_fit_skips_what_is_done(demo_run, job, ray_local):
