@@ -280,10 +280,11 @@ class JobConfig(StrictModel):
                              "false: set fit.init: random or train.global_head: true")
         residual = [k for k in ("reranker", "adapter") if self.model(k).head.form == "residual"]
         if residual and not self.train.global_head:
-            raise ValueError(f"{' and '.join(residual)} head.form 'residual' (the adapter's "
-                             "default) fits and serves every user's head on the global head's "
-                             "w1, but train.global_head is false: set train.global_head: true "
-                             "or another head form (head: {form: dense})")
+            default = " (the adapter's default)" if "adapter" in residual else ""
+            raise ValueError(f"{' and '.join(residual)} head.form 'residual'{default} fits and "
+                             "serves every user's head on the global head's w1, but "
+                             "train.global_head is false: set train.global_head: true or another "
+                             "head form (head: {form: dense})")
         if self.generator.cache is None:
             self.generator.cache = join_uri(self.paths.work_dir, "generator-cache")
         return self

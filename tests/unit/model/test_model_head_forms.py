@@ -207,6 +207,10 @@ def test_the_adapters_default_residual_head_needs_the_global_head_and_says_so():
         JobConfig.from_dict(data)
     job = JobConfig.from_dict({**data, "adapter": {"head": {"form": "dense"}}})
     assert job.adapter.head == HeadConfig()
+    with pytest.raises(ConfigError, match=r"reranker head.form 'residual' fits") as caught:
+        JobConfig.from_dict({**data, "adapter": {"head": {"form": "dense"}},
+                             "reranker": {"head": {"form": "residual"}}})
+    assert "default" not in str(caught.value)
 
 
 def test_a_built_model_config_keeps_its_head():
