@@ -201,7 +201,8 @@ def test_deadline_bounds_a_call_against_a_slow_server(server, make_client):
     with pytest.raises(GeneratorTimeout):
         _run(client, client.chat(HELLO))
     assert time.monotonic() - start < 3.0      # 6 attempts x 2 s without the deadline
-    assert server.count == 1
+    # no retry after the deadline (on a loaded machine the one attempt may not even reach it)
+    assert server.count <= 1
 
 
 @pytest.fixture
