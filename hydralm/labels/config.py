@@ -30,8 +30,10 @@ class LabelsConfig(StrictModel):
     n_candidates: int = Field(8, ge=1, le=128,
                               description="Candidates sampled per adapter prompt (the paper's N).")
     k_prompt: int = Field(4, ge=1, le=50, description="History items in an adapter RAG prompt.")
-    adapter_temperature: float = Field(1.0, gt=0.0, le=2.0,
-                                       description="Sampling temperature of adapter candidates.")
+    adapter_temperature: float = Field(
+        1.0, gt=0.0, le=2.0,
+        description="Sampling temperature of every sampled adapter candidate (the personalized "
+                    "prompt's and the bare query's); serving's candidate_temperature must match.")
     adapter_greedy_candidate: bool = Field(
         False, description="One candidate of each adapter prompt is its greedy answer (candidate "
                            "0, or 1 after the bare query's) and the others are sampled (the paper "
