@@ -78,6 +78,16 @@ def test_a_two_prompt_pool_puts_the_bare_greedy_answer_first():
     assert policy.uses_bare and not CandidateSampling(greedy_first=True).uses_bare
 
 
+def test_a_bare_only_pool_draws_nothing_from_the_personalized_prompt():
+    """synth-title's policy: the bare query's greedy answer and 7 of its samples."""
+    policy = CandidateSampling(n=8, temperature=0.7, bare_greedy=True, bare_samples=7)
+    out, calls = sample(policy)
+    assert out == ["bare-greedy"] + [f"bare-sample-{i}" for i in range(7)]
+    assert calls == [(1, 0.0), (7, 0.7)]
+    assert [d.source for d in policy.calls()] == ["bare", "bare"]
+    assert sample(policy, n=3)[0] == ["bare-greedy", "bare-sample-0", "bare-sample-1"]
+
+
 def test_a_smaller_pool_keeps_the_greedy_answers_and_shares_the_samples():
     policy = CandidateSampling(n=8, greedy_first=True, bare_greedy=True, bare_samples=3)
     assert sample(policy, n=4)[0] == ["bare-greedy", "greedy", "sample-0", "bare-sample-0"]
