@@ -34,7 +34,7 @@ demo: install
 
 # The integration tests in one process (they share one Ray, one embedded vLLM and one of each real
 # server for the session) and, beside them at the lowest priority (nice 19), the unit tests in
-# another: the integration tests leave 10-30% of the 2 cores idle while they wait on servers and
+# another: the integration tests leave 10-33% of the 2 cores idle while they wait on servers and
 # processes (sampled from /proc/stat in a clean-clone run), which the unit tests take; their report
 # follows the integration tests' (Ctrl-C stops both). Each report
 # ends with its 15 slowest tests (--durations=15): `make test` must stay under 15 minutes.
