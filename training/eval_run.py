@@ -63,6 +63,7 @@ from hydralm.evaluation import (
     relative_improvement,
     run_queries,
     selection_diagnostics,
+    selection_margin,
     variant_row,
 )
 from hydralm.generator import GeneratorClient
@@ -422,14 +423,16 @@ def summarize(cfg: EvalConfig, runs: list[SeedRun], *, generator: str,
                                higher_is_better=task.higher_is_better)
     difference = None if rel is None else _gain(scores, "hydra", rel["baseline"], task, options)
     pooled = [o for run in runs for o in run.outcomes]
+    margin = selection_margin(task, [r.outcomes for r in runs], **options)
     selection = {**selection_diagnostics(task, pooled),
+                 **({"margin_interval": margin.to_dict()} if margin is not None else {}),
                  "fallback_rate": fallback_rates(pooled)["by_method"],
                  "guard_min_spread": {str(r.seed): r.stats.get("guard", {}).get("min_spread")
                                       for r in runs},
                  "guard_rule": {str(r.seed): r.stats.get("guard", {}).get("rule") for r in runs},
                  "guard_by_seed": {str(r.seed): _guard_summary(r.stats.get("guard", {}))
                                    for r in runs},
-                 **_policy(cfg, runs)}
+                 **_policy(cfg, runs), **_training_selection(task, runs, options)}
     return build_result(dataset=cfg.dataset_name, task=task, generator=generator,
                         users=runs[0].users, seeds=[r.seed for r in runs], methods=methods,
                         difference=difference, selection=selection,
@@ -461,6 +464,21 @@ def _policy(cfg: EvalConfig, runs: list[SeedRun]) -> dict[str, Any]:
             "train_heldout_hydra": {"by_seed": per_seed, "queries": sum(
                 r.stats.get("guard", {}).get("queries", 0) for r in runs),
                 "mean": sum(per_seed.values()) / len(per_seed) if per_seed else None}}
+
+
+def _training_selection(task, runs: list[SeedRun], options: dict[str, Any]) -> dict[str, Any]:
+    """The adapter's selection on the training users' held-out queries (answered with their
+    fitted calibration heads; where every seed has them): the same figures as on the test users,
+    what a setting that moves the margin is chosen on."""
+    if not all(r.train_outcomes for r in runs):
+        return {}
+    diagnostics = selection_diagnostics(task, [o for r in runs for o in r.train_outcomes])
+    margin = selection_margin(task, [r.train_outcomes for r in runs], **options)
+    if margin is None:
+        return {}
+    return {"train_heldout_selection": {
+        key: diagnostics[key] for key in ("queries", "adapter_picks_best", "random_picks_best")}
+        | {"margin_over_random": margin.mean, "margin_interval": margin.to_dict()}}
 
 
 def _gain(scores: dict[str, list[QueryScores]], row: str, baseline: str, task,

@@ -12,7 +12,11 @@ from hydralm.evaluation.bootstrap import (
     resample_indices,
 )
 from hydralm.evaluation.config import BootstrapConfig, EvalConfig, EvalUsers, load_eval_config
-from hydralm.evaluation.diagnostics import fallback_rates, selection_diagnostics
+from hydralm.evaluation.diagnostics import (
+    fallback_rates,
+    selection_diagnostics,
+    selection_margin,
+)
 from hydralm.evaluation.guard import CalibrationRow, GuardChoice, choose_guard
 from hydralm.evaluation.plot import plot_result
 from hydralm.evaluation.reference import closeness, history_knn, oracle_best
@@ -80,5 +84,6 @@ __all__ = [
     "resample_indices",
     "run_queries",
     "selection_diagnostics",
+    "selection_margin",
     "variant_row",
 ]

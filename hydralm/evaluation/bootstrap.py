@@ -17,7 +17,8 @@ import numpy as np
 
 from hydralm.evaluation.scores import QueryScores
 
-__all__ = ["Estimate", "bootstrap", "bootstrap_difference", "resample_indices"]
+__all__ = ["Estimate", "bootstrap", "bootstrap_difference", "estimate_interval",
+           "resample_indices"]
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ def _replicates(runs: Sequence[QueryScores], resamples: int,
     return out
 
 
-def _estimate(mean: float, replicates: np.ndarray, confidence: float) -> Estimate:
+def estimate_interval(mean: float, replicates: np.ndarray, confidence: float) -> Estimate:
     """The percentile interval, widened to contain `mean` where a skewed metric (corpus BLEU,
     macro-F1 on few queries) puts the point estimate outside it: an interval that excludes its
     own estimate would only confuse a reader."""
@@ -75,7 +76,7 @@ def bootstrap(runs: Sequence[QueryScores], *, resamples: int = 1000, confidence:
         raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
     replicates = _replicates(runs, resamples, seed)
     point = _average([run.metrics() for run in runs])
-    return {name: _estimate(mean, replicates[name], confidence) for name, mean in point.items()}
+    return {name: estimate_interval(mean, replicates[name], confidence) for name, mean in point.items()}
 
 
 def bootstrap_difference(runs_a: Sequence[QueryScores], runs_b: Sequence[QueryScores],
@@ -91,7 +92,7 @@ def bootstrap_difference(runs_a: Sequence[QueryScores], runs_b: Sequence[QuerySc
     b = _replicates(runs_b, resamples, seed)[metric]
     mean = (_average([r.metrics() for r in runs_a])[metric]
             - _average([r.metrics() for r in runs_b])[metric])
-    return _estimate(mean, a - b, confidence)
+    return estimate_interval(mean, a - b, confidence)
 
 
 def _average(per_seed: list[dict[str, float]]) -> dict[str, float]:

@@ -10,11 +10,14 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
+import numpy as np
+
+from hydralm.evaluation.bootstrap import Estimate, estimate_interval, resample_indices
 from hydralm.evaluation.reference import closeness
 from hydralm.evaluation.runner import QueryOutcome
 from hydralm.pipeline.selection import SelectionGuard, select_candidate
 
-__all__ = ["fallback_rates", "selection_diagnostics"]
+__all__ = ["fallback_rates", "selection_diagnostics", "selection_margin"]
 
 
 def _majority(parsed: list[str | None]) -> str | None:
@@ -44,11 +47,7 @@ def selection_diagnostics(task, outcomes: Sequence[QueryOutcome]) -> dict[str, f
         gold_among += task.kind == "classification" and top == 1.0
         hydra = closeness(task, o.answers.get("hydra"), o.gold) == top
         hydra_best += hydra
-        if len(o.adapter_scores) == len(values):       # the adapter's pick with the guard off
-            adapter_best += values[select_candidate(o.candidates, o.adapter_scores,
-                                                    SelectionGuard()).index] == top
-        else:
-            adapter_best += hydra
+        adapter_best += _adapter_picks_best(o, values, top, hydra)
         chance += sum(v == top for v in values) / len(values)
         votes.append(_majority(parsed))
         golds.append(o.gold)
@@ -58,6 +57,45 @@ def selection_diagnostics(task, outcomes: Sequence[QueryOutcome]) -> dict[str, f
             "adapter_picks_best": adapter_best / n, "hydra_picks_best": hydra_best / n,
             "random_picks_best": chance / n,
             f"majority_vote_{task.primary_metric}": task.score(votes, golds)[task.primary_metric]}
+
+
+def _adapter_picks_best(o: QueryOutcome, values: list[float], top: float, hydra: bool) -> bool:
+    """Whether the adapter's own pick (the argmax of its scores, the guard off) is a best
+    candidate; HYDRA's answer stands in where the outcome has no adapter scores."""
+    if len(o.adapter_scores) != len(values):
+        return hydra
+    return values[select_candidate(o.candidates, o.adapter_scores, SelectionGuard()).index] == top
+
+
+def _margins(task, outcomes: Sequence[QueryOutcome]) -> np.ndarray:
+    """Per query with candidates: 1 if the adapter picked a best candidate, minus the share of
+    best candidates (a random pick's chance)."""
+    out = []
+    for o in outcomes:
+        if not o.candidates:
+            continue
+        values = [closeness(task, task.parse(c), o.gold) for c in o.candidates]
+        top = max(values)
+        hydra = closeness(task, o.answers.get("hydra"), o.gold) == top
+        out.append(float(_adapter_picks_best(o, values, top, hydra))
+                   - sum(v == top for v in values) / len(values))
+    return np.asarray(out, dtype=float)
+
+
+def selection_margin(task, runs: Sequence[Sequence[QueryOutcome]], *, resamples: int = 1000,
+                     confidence: float = 0.95, seed: int = 0) -> Estimate | None:
+    """The adapter's margin over a random pick (`adapter_picks_best - random_picks_best` of
+    `selection_diagnostics` over every run's queries pooled) with a bootstrap interval: each
+    replicate resamples every run's (seed's) queries as `bootstrap` does. None without
+    candidates."""
+    per_run = [m for m in (_margins(task, run) for run in runs) if m.size]
+    if not per_run:
+        return None
+    total = sum(m.size for m in per_run)
+    replicates = sum(m[resample_indices(m.size, resamples, seed + k)].sum(axis=1)
+                     for k, m in enumerate(per_run)) / total
+    return estimate_interval(float(sum(m.sum() for m in per_run) / total), replicates,
+                             confidence)
 
 
 def fallback_rates(outcomes: Sequence[QueryOutcome]) -> dict[str, dict[str, float]]:

@@ -168,6 +168,15 @@ def _selection(diagnostics: Mapping[str, Any] | None) -> dict[str, Any] | None:
     return out
 
 
+def _margin(selection: Mapping[str, Any]) -> str:
+    """The selection margin over a random pick, with its interval where the result has one."""
+    interval = selection.get("margin_interval")
+    if interval is None:
+        return f"{selection['margin_over_random']:+.3f}"
+    return (f"{selection['margin_over_random']:+.3f} [{interval['ci_low']:+.3f}, "
+            f"{interval['ci_high']:+.3f}]")
+
+
 def _cell(estimate: Mapping[str, float], digits: int) -> str:
     return (f"{estimate['mean']:.{digits}f} [{estimate['ci_low']:.{digits}f}, "
             f"{estimate['ci_high']:.{digits}f}]")
@@ -205,13 +214,18 @@ def markdown_table(result: Mapping[str, Any]) -> str:
     if sel:
         lines += ["", f"Selection over {sel['queries']} queries: the adapter picks a best "
                       f"candidate {sel['adapter_picks_best']:.1%} of the time, a random pick "
-                      f"{sel['random_picks_best']:.1%} (margin {sel['margin_over_random']:+.3f})."]
+                      f"{sel['random_picks_best']:.1%} (margin {_margin(sel)})."]
         if sel.get("hydra_picks_best") not in (None, sel["adapter_picks_best"]):
             lines[-1] += (f" HYDRA's answer, after the selection guard, is a best candidate "
                           f"{sel['hydra_picks_best']:.1%} of the time.")
         if sel.get("fallback_rate"):
             rates = ", ".join(f"{m} {r:.1%}" for m, r in sel["fallback_rate"].items())
             lines[-1] += f" The selection guard replaced the adapter's pick for {rates}."
+        trained = sel.get("train_heldout_selection")
+        if trained:
+            lines[-1] += (f" On the training users' {trained['queries']} held-out queries: "
+                          f"{trained['adapter_picks_best']:.1%} against "
+                          f"{trained['random_picks_best']:.1%} (margin {_margin(trained)}).")
         by_seed = sel.get("guard_by_seed") or {}
         if by_seed:
             lines[-1] += " Guard per seed (rule at spread, chosen on training users): " + "; ".join(

@@ -107,6 +107,14 @@ def test_quick_eval_writes_the_table_and_a_rerun_costs_no_generator_call(
         "rule": zero_fit_guard["rule"], "min_spread": zero_fit_guard["min_spread"]}
     held_out = selection["train_heldout_hydra"]
     assert held_out["queries"] == 8 and 0.0 <= held_out["mean"] <= 1.0
+    # the adapter's selection margin with its interval, on the test users and on those queries
+    interval = selection["margin_interval"]
+    assert interval["mean"] == pytest.approx(selection["margin_over_random"])
+    assert interval["ci_low"] <= interval["mean"] <= interval["ci_high"]
+    trained_selection = selection["train_heldout_selection"]
+    assert trained_selection["queries"] == 8 and trained_selection["margin_over_random"] == (
+        pytest.approx(trained_selection["adapter_picks_best"]
+                      - trained_selection["random_picks_best"]))
     # The HYDRA methods answered those queries again with the calibration heads and the chosen
     # guard, saved for `hydralm eval-compare --training`: hydra's answers score what the guard's
     # calibration measured for its choice

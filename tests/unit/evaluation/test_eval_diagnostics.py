@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from hydralm.evaluation import QueryOutcome, selection_diagnostics
+from hydralm.evaluation import Estimate, QueryOutcome, selection_diagnostics, selection_margin
 from hydralm.tasks import get_task
 
 TAG = get_task("synth-tag")
@@ -51,3 +51,21 @@ def test_the_adapters_own_pick_is_counted_before_the_guard():
 
 def test_no_candidates_no_diagnostics():
     assert selection_diagnostics(TAG, [QueryOutcome("u", "q", "sci-fi")]) == {"queries": 0}
+
+
+def test_the_margins_interval_resamples_each_seeds_queries_around_the_pooled_margin():
+    picked = QueryOutcome("u", "q1", "sci-fi", answers={"hydra": "sci-fi"},
+                          candidates=["sci-fi", "comedy"], adapter_scores=[0.9, 0.1])
+    missed = QueryOutcome("u", "q2", "sci-fi", answers={"hydra": "comedy"},
+                          candidates=["sci-fi", "comedy"], adapter_scores=[0.1, 0.9])
+    runs = [[picked, picked, missed], [picked, QueryOutcome("u", "q3", "x")]]
+    m = selection_margin(TAG, runs, resamples=200, seed=0)
+    pooled = selection_diagnostics(TAG, [o for run in runs for o in run])
+    # per query: +0.5 when the adapter took the gold (1 of 2 best), -0.5 when it missed
+    assert m.mean == pytest.approx(pooled["adapter_picks_best"] - pooled["random_picks_best"])
+    assert m.mean == pytest.approx((0.5 * 3 - 0.5) / 4)
+    assert -0.5 <= m.ci_low < m.mean < m.ci_high <= 0.5
+    assert selection_margin(TAG, runs, resamples=200, seed=0) == m   # seeded: reproducible
+    # every query the same margin: no spread to resample
+    assert selection_margin(TAG, [[picked, picked]], resamples=50) == Estimate(0.5, 0.5, 0.5)
+    assert selection_margin(TAG, [[QueryOutcome("u", "q", "x")]]) is None

@@ -146,3 +146,19 @@ def test_the_candidate_policy_and_its_training_users_figure_go_into_the_table():
             "prompt's greedy answer, 3 personalized-prompt samples, 3 bare-query samples "
             "(temperature 1). HYDRA on the training users' 48 held-out queries (what compares "
             "policies): 0.250.") in markdown_table(doc)
+
+
+def test_the_margins_interval_and_the_training_users_selection_go_into_the_table():
+    task = get_task("synth-tag")
+    methods = {"hydra": {"accuracy": Estimate(0.4, 0.3, 0.5)}}
+    selection = {"queries": 40, "adapter_picks_best": 0.75, "random_picks_best": 0.55,
+                 "margin_interval": {"mean": 0.2, "ci_low": 0.05, "ci_high": 0.35},
+                 "train_heldout_selection": {
+                     "queries": 96, "adapter_picks_best": 0.5, "random_picks_best": 0.25,
+                     "margin_over_random": 0.25,
+                     "margin_interval": {"mean": 0.25, "ci_low": 0.125, "ci_high": 0.375}}}
+    doc = build_result(dataset="synth", task=task, generator="g", users={"train": 1, "test": 1},
+                       seeds=[0], methods=methods, selection=selection)
+    assert ("a random pick 55.0% (margin +0.200 [+0.050, +0.350]). On the training users' 96 "
+            "held-out queries: 50.0% against 25.0% (margin +0.250 [+0.125, +0.375]).") in \
+        markdown_table(doc)
