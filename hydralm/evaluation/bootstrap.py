@@ -76,7 +76,8 @@ def bootstrap(runs: Sequence[QueryScores], *, resamples: int = 1000, confidence:
         raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
     replicates = _replicates(runs, resamples, seed)
     point = _average([run.metrics() for run in runs])
-    return {name: estimate_interval(mean, replicates[name], confidence) for name, mean in point.items()}
+    return {name: estimate_interval(mean, replicates[name], confidence)
+            for name, mean in point.items()}
 
 
 def bootstrap_difference(runs_a: Sequence[QueryScores], runs_b: Sequence[QueryScores],
