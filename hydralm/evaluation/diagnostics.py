@@ -41,14 +41,11 @@ def selection_diagnostics(task, outcomes: Sequence[QueryOutcome]) -> dict[str, f
     chance = 0.0
     votes, golds = [], []
     for o in rows:
-        parsed = [task.parse(c) for c in o.candidates]
-        values = [closeness(task, p, o.gold) for p in parsed]
-        top = max(values)
+        parsed, top, hydra, adapter, share = _picks(task, o)
         gold_among += task.kind == "classification" and top == 1.0
-        hydra = closeness(task, o.answers.get("hydra"), o.gold) == top
         hydra_best += hydra
-        adapter_best += _adapter_picks_best(o, values, top, hydra)
-        chance += sum(v == top for v in values) / len(values)
+        adapter_best += adapter
+        chance += share
         votes.append(_majority(parsed))
         golds.append(o.gold)
     n = len(rows)
@@ -59,27 +56,27 @@ def selection_diagnostics(task, outcomes: Sequence[QueryOutcome]) -> dict[str, f
             f"majority_vote_{task.primary_metric}": task.score(votes, golds)[task.primary_metric]}
 
 
-def _adapter_picks_best(o: QueryOutcome, values: list[float], top: float, hydra: bool) -> bool:
-    """Whether the adapter's own pick (the argmax of its scores, the guard off) is a best
-    candidate; HYDRA's answer stands in where the outcome has no adapter scores."""
-    if len(o.adapter_scores) != len(values):
-        return hydra
-    return values[select_candidate(o.candidates, o.adapter_scores, SelectionGuard()).index] == top
+def _picks(task, o: QueryOutcome) -> tuple[list[str | None], float, bool, bool, float]:
+    """One query's candidates scored against its gold: (the parsed candidates, the best
+    closeness, whether HYDRA's answer is a best candidate, whether the adapter's own pick (the
+    argmax of its scores, the guard off; HYDRA's answer where there are no adapter scores) is
+    one, the share of best candidates: a random pick's chance)."""
+    parsed = [task.parse(c) for c in o.candidates]
+    values = [closeness(task, p, o.gold) for p in parsed]
+    top = max(values)
+    hydra = closeness(task, o.answers.get("hydra"), o.gold) == top
+    adapter = hydra
+    if len(o.adapter_scores) == len(values):
+        adapter = values[select_candidate(o.candidates, o.adapter_scores,
+                                          SelectionGuard()).index] == top
+    return parsed, top, hydra, adapter, sum(v == top for v in values) / len(values)
 
 
 def _margins(task, outcomes: Sequence[QueryOutcome]) -> np.ndarray:
-    """Per query with candidates: 1 if the adapter picked a best candidate, minus the share of
-    best candidates (a random pick's chance)."""
-    out = []
-    for o in outcomes:
-        if not o.candidates:
-            continue
-        values = [closeness(task, task.parse(c), o.gold) for c in o.candidates]
-        top = max(values)
-        hydra = closeness(task, o.answers.get("hydra"), o.gold) == top
-        out.append(float(_adapter_picks_best(o, values, top, hydra))
-                   - sum(v == top for v in values) / len(values))
-    return np.asarray(out, dtype=float)
+    """Per query with candidates: 1 if the adapter picked a best candidate, minus a random
+    pick's chance."""
+    picks = [_picks(task, o) for o in outcomes if o.candidates]
+    return np.asarray([float(adapter) - share for _, _, _, adapter, share in picks], dtype=float)
 
 
 def selection_margin(task, runs: Sequence[Sequence[QueryOutcome]], *, resamples: int = 1000,
