@@ -26,7 +26,7 @@ from training.bases import bundle_config, republish_with_head
 from training.label_store import read_manifest
 from training.routing import ensure_router
 from training.stages import KINDS, STAGES, fit_stage, labels_stage, plan_label_runs, train_stage
-from training.train_job import run_name
+from training.train_job import fit_training_heads, run_name
 from training.users import UserSplit, pin_split, prepare_users
 
 __all__ = ["fit_calibration_heads", "fit_head_variant", "train_seed"]
@@ -55,6 +55,9 @@ def train_seed(job: JobConfig, *, base_url: str, progress: bool = True,
             trained[kind] = {"model": kind, "run": published, "skipped": True}
         else:
             trained[kind] = train_stage(job, [kind], progress=progress)["models"][0]
+        # train_heads: dense: the training users' heads a crash left unfitted (before the
+        # adapter's labels, which the training users' reranker heads order)
+        fit_training_heads(job, split, [kind], progress=progress)
     # bases trained before zero-fit heads (or before their k was chosen) get a router
     ensure_router(job, split.train)
     fitted = fit_stage(job, KINDS, progress=progress)

@@ -50,8 +50,8 @@ from training.label_store import read_labels
 from training.ray_env import worker_env
 from training.users import UserSplit
 
-__all__ = ["current_base", "embed_batch", "embeddings_key", "fit_labelled", "fitted_users",
-           "head_is_current", "run_fit"]
+__all__ = ["current_base", "embed_batch", "embeddings_key", "fit_kind", "fit_labelled",
+           "fitted_users", "head_is_current", "run_fit"]
 
 log = logging.getLogger(__name__)
 
@@ -223,14 +223,17 @@ def fit_labelled(cfg: JobConfig, kind: str, version: str, labels: pa.Table | Non
     return summary
 
 
-def _fit_kind(cfg: JobConfig, split: UserSplit, kind: str, crash_bucket: int | None,
-              progress: bool) -> dict[str, Any]:
+def fit_kind(cfg: JobConfig, kind: str, users: Sequence[str], stage: str = "fit", *,
+             crash_bucket: int | None = None, progress: bool = True) -> dict[str, Any]:
+    """Fit the heads of `users` that have none on the current base, from their `stage` labels
+    ("fit": a new user's history labels; "train": a training user's, for `train_heads: dense`,
+    training/train_job.py); the counts, `new_users` being how many were asked for."""
     start = time.monotonic()
     version = current_base(cfg)
-    done = fitted_users(Registry(cfg.paths.registry), kind, version) & set(split.test)
-    pending = [u for u in split.test if u not in done]
-    labels = read_labels(cfg, kind, "fit", users=pending) if pending else None
-    summary = {"model": kind, "base_version": version, "new_users": len(split.test),
+    done = fitted_users(Registry(cfg.paths.registry), kind, version) & set(users)
+    pending = [u for u in users if u not in done]
+    labels = read_labels(cfg, kind, stage, users=pending) if pending else None
+    summary = {"model": kind, "base_version": version, "new_users": len(users),
                "already_fitted": len(done),
                **fit_labelled(cfg, kind, version, labels, dict.fromkeys(pending),
                               crash_bucket=crash_bucket, progress=progress)}
@@ -244,4 +247,5 @@ def run_fit(cfg: JobConfig, split: UserSplit, kinds: Sequence[str], *,
     """Fit the new users' heads of each kind; `crash_bucket` is a test hook (that bucket's task
     fails before saving)."""
     return {"registry": cfg.paths.registry,
-            "models": [_fit_kind(cfg, split, kind, crash_bucket, progress) for kind in kinds]}
+            "models": [fit_kind(cfg, kind, split.test, crash_bucket=crash_bucket,
+                                progress=progress) for kind in kinds]}

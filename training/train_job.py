@@ -17,6 +17,7 @@ import logging
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,9 @@ from ray.train.torch import TorchConfig, TorchTrainer
 from hydralm.artifacts import Registry
 from hydralm.data.fs import join_uri
 from hydralm.jobconfig import JobConfig
+from hydralm.model import ModelConfig
 from training.bases import TrainedModel, publish_models
+from training.fit_job import fit_kind
 from training.label_store import read_manifest
 from training.loop import CHECKPOINT_FILE, LoopSpec, train_loop
 from training.model_build import build_joint_model
@@ -37,7 +40,7 @@ from training.ray_env import storage_target, worker_env
 from training.routing import build_router, ensure_router
 from training.users import UserSplit
 
-__all__ = ["RayTrainSession", "run_name", "run_train", "train_kind"]
+__all__ = ["RayTrainSession", "fit_training_heads", "run_name", "run_train", "train_kind"]
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +97,10 @@ def run_name(cfg: JobConfig, kind: str, label_files: list[str]) -> str:
     re-run resumes the old run instead of starting over."""
     if cfg.train.run_name:
         return f"{cfg.train.run_name}-{kind}"
-    payload = {"labels": label_files, "model": cfg.model(kind).model_dump(mode="json"),
+    model = cfg.model(kind).model_dump(mode="json")
+    if model["head"]["train_heads"] == "form":   # the default: names of earlier runs unchanged
+        del model["head"]["train_heads"]
+    payload = {"labels": label_files, "model": model,
                "train": cfg.train.model_dump(mode="json", include={
                    "epochs", "batch_size", "lr", "head_lr", "weight_decay", "max_grad_norm",
                    "global_head", "seed", "num_workers"})}
@@ -103,26 +109,33 @@ def run_name(cfg: JobConfig, kind: str, label_files: list[str]) -> str:
 
 
 def _trained_from_checkpoint(path: Path, spec: LoopSpec, kind: str, name: str,
-                             metrics: dict[str, Any], labels: dict[str, Any]) -> TrainedModel:
+                             metrics: dict[str, Any], labels: dict[str, Any],
+                             configured: ModelConfig | None = None) -> TrainedModel:
     """The trained model of a checkpoint; its `info` names the run and, for the adapter, the
-    pair format of the label manifest it trained on (the bundle then records it)."""
+    pair format of the label manifest it trained on (the bundle then records it).
+    `configured`: the kind's model as the job configures it, when the loop trained another head
+    (`spec.model` is its `for_training`): then the training users' heads are not taken from
+    the checkpoint (`fit_training_heads` fits them in the configured form once published)."""
+    configured = configured or spec.model
     state = torch.load(path / CHECKPOINT_FILE, map_location="cpu", weights_only=False)
     model = build_joint_model(spec.model, num_users=len(spec.users),
                               global_head=spec.train.global_head, seed=spec.train.seed)
     model.load_state_dict(state["model"])
     bank = model.hydra.heads
     trained = set(state.get("trained_users", state["users"]))   # others keep the global head
+    if configured.head != spec.model.head:
+        trained = set()
     heads = {user: bank.extract(i) for i, user in enumerate(state["users"]) if user in trained}
     index = model.global_index
     # A residual kind's global head is published dense float32: w1 = the shared first layer that
     # its users' heads name (and the layer new users' heads are fitted and served on).
-    extract = bank.extract_dense if spec.model.head.form == "residual" else bank.extract
+    extract = bank.extract_dense if configured.head.form == "residual" else bank.extract
     global_head = extract(index) if index is not None else None
     info = {"run": name, "epochs": state["epoch"], "global_step": state["global_step"],
             "loss": metrics.get("loss"), "users": len(heads)}
     if "pairs" in labels:
         info["pairs"] = labels["pairs"]
-    return TrainedModel(kind, model.hydra.base.state_dict(), spec.model, heads, global_head,
+    return TrainedModel(kind, model.hydra.base.state_dict(), configured, heads, global_head,
                         info)
 
 
@@ -134,7 +147,8 @@ def train_kind(cfg: JobConfig, split: UserSplit, kind: str, *,
     manifest = read_manifest(cfg, kind, "train")
     directory = cfg.paths.labels_dir(kind, "train")
     label_files = [join_uri(directory, s["name"]) for s in manifest["shards"]]
-    spec = LoopSpec(tuple(label_files), tuple(split.train), cfg.model(kind), cfg.train,
+    configured = cfg.model(kind)
+    spec = LoopSpec(tuple(label_files), tuple(split.train), configured.for_training, cfg.train,
                     crash_once)
     storage_path, filesystem = storage_target(cfg.paths.checkpoints)
     name = run_name(cfg, kind, label_files)
@@ -156,7 +170,7 @@ def train_kind(cfg: JobConfig, split: UserSplit, kind: str, *,
     metrics = dict(result.metrics or {})
     with result.checkpoint.as_directory() as directory_path:
         trained = _trained_from_checkpoint(Path(directory_path), spec, kind, name, metrics,
-                                           manifest)
+                                           manifest, configured)
     summary = {"model": kind, "run": name, "users": len(split.train),
                "rows": metrics.get("rows"), "epochs": metrics.get("epoch"),
                "global_step": metrics.get("global_step"), "loss": metrics.get("loss"),
@@ -179,6 +193,29 @@ def run_train(cfg: JobConfig, split: UserSplit, kinds: list[str], *,
     registry = Registry(cfg.paths.registry)
     # the zero-fit router over this split's training users (whose heads it mixes)
     version = publish_models(registry, trained, build_router(cfg, split.train))
+    fitted = fit_training_heads(cfg, split, kinds, progress=progress)
     # zero_fit_users auto: each kind's k chosen on the training users, published again with it
     version = ensure_router(cfg, split.train) or version
-    return {"base_version": version, "registry": cfg.paths.registry, "models": summaries}
+    return {"base_version": version, "registry": cfg.paths.registry, "models": summaries,
+            **({"training_heads_fitted": fitted} if fitted else {})}
+
+
+def fit_training_heads(cfg: JobConfig, split: UserSplit, kinds: Sequence[str], *,
+                       progress: bool = True) -> list[dict[str, Any]]:
+    """For each kind of `kinds` whose head has `train_heads: dense`, fit the training users'
+    heads in the configured form on the published (frozen) base from their training labels, as
+    the fit stage fits a new user's (`fit_kind`: the base embeds the pairs once, one task per
+    bucket; a residual head on the global head's w1); the summaries of the kinds that had users
+    left. Users already holding a head on the current base are skipped, so a re-run after a
+    crash finishes the rest. Until then the registry serves those users the global head, as it
+    does a new user before their fit."""
+    out = []
+    for kind in kinds:
+        if cfg.model(kind).head.train_heads != "dense":
+            continue
+        summary = fit_kind(cfg, kind, split.train, "train", progress=progress)
+        if summary["fitted"] or summary["without_data"]:
+            log.info("%s: %d training users' heads fitted in %s on base %s", kind,
+                     summary["fitted"], cfg.model(kind).head.describe(), summary["base_version"])
+            out.append(summary)
+    return out

@@ -7,16 +7,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from hydralm.config import StrictModel
 from hydralm.errors import ConfigError
 
-__all__ = ["KIND_HEAD_DEFAULTS", "HeadConfig", "HeadDtype", "HeadForm", "ModelConfig",
+__all__ = ["KIND_HEAD_DEFAULTS", "HeadConfig", "HeadDtype", "HeadForm", "HeadTraining",
+           "ModelConfig",
            "default_encoder_path", "with_kind_head_defaults"]
 
 HeadForm = Literal["dense", "lowrank", "residual"]
 HeadDtype = Literal["float32", "bfloat16", "int8"]
+HeadTraining = Literal["form", "dense"]
 
 
 def default_encoder_path() -> Path:
@@ -44,6 +46,11 @@ class HeadConfig(StrictModel):
     Storage: float32, bfloat16, or int8 (each weight matrix symmetric int8 with one float32 scale
     per channel along its shorter side; bias vectors in bfloat16). Heads always compute in float32.
     Bytes per user at d=384 are tabulated in docs/model.md.
+    How the train stage gets a residual form's training users' heads (`train_heads`): "form"
+    trains them jointly with the base in that form; "dense" trains the base jointly with the
+    paper's dense heads (and the dense global head, whose w1 is then the shared layer), then
+    fits each training user's head in the form with the base frozen, as a new user's is
+    (training/train_job.py). Either way the registry holds heads of the form only.
     """
 
     form: HeadForm = Field(
@@ -61,6 +68,29 @@ class HeadConfig(StrictModel):
                     "scales (the default: a quarter of float32's bytes, the same answers in "
                     "docs/model.md's measurements), 'bfloat16', or 'float32' (the paper's). "
                     "Loaded heads compute in float32.")
+    train_heads: HeadTraining = Field(
+        default="form",
+        description="How training makes a compact form's heads: 'form' (the base trained "
+                    "jointly with heads of this form) or 'dense' (the base trained jointly with "
+                    "the paper's dense heads, then each training user's head fitted in this "
+                    "form on the frozen base, as a new user's is). 'dense' only for the "
+                    "'residual' form.")
+
+    @model_validator(mode="after")
+    def _train_heads_for_compact_forms(self) -> HeadConfig:
+        if self.train_heads == "dense" and self.form != "residual":
+            raise ValueError(f"head.train_heads 'dense' is for the residual form (its shared "
+                             f"layer is the dense global head's w1), got form {self.form!r}: "
+                             "drop train_heads or set form: residual")
+        return self
+
+    @property
+    def training_head(self) -> HeadConfig:
+        """The form the train loop's bank has: this one, or the paper's dense head (float32)
+        when the training users' heads are fitted in this form after training."""
+        if self.train_heads == "dense":
+            return HeadConfig(form="dense", dtype="float32")
+        return self
 
     @property
     def shape_key(self) -> tuple[str, int | None]:
@@ -105,6 +135,12 @@ class ModelConfig(StrictModel):
         if value is not None and not value.strip():
             raise ValueError("encoder_path must be a directory or null, got an empty string")
         return value
+
+    @property
+    def for_training(self) -> ModelConfig:
+        """This model as the train loop builds it: the head replaced by `head.training_head`."""
+        head = self.head.training_head
+        return self if head is self.head else self.model_copy(update={"head": head})
 
     def resolve_encoder_path(self) -> Path:
         """The encoder directory; ConfigError when it does not exist here."""

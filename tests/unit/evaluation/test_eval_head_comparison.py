@@ -121,7 +121,8 @@ def test_summary_rows_sit_beside_their_method_with_sizes_and_paired_differences(
     cmp = doc["head_comparison"]
     assert cmp["tag"] == "residual4_bf16" and cmp["bytes_per_user"] == sizes
     assert cmp["heads"]["reranker"]["form"] == "dense" and cmp["other"]["rank"] == 4
-    assert cmp["heads"]["adapter"] == {"form": "residual", "rank": 16, "dtype": "int8"}
+    assert cmp["heads"]["adapter"] == {"form": "residual", "rank": 16, "dtype": "int8",
+                                         "train_heads": "form"}
     # hydra (sci-fi) right on 2 of 3, the residual run (comedy) on 1 of 3
     assert cmp["differences"]["hydra"]["mean"] == pytest.approx(1 / 3)
     assert cmp["same_candidates"] == 3

@@ -234,3 +234,26 @@ def test_bad_head_settings_name_the_field(head, message):
 
     with pytest.raises(ConfigError, match=message):
         ModelConfig.from_dict({"head": head})
+
+
+def test_a_residual_head_trained_dense_trains_the_papers_head_and_publishes_its_own_form():
+    from hydralm.errors import ConfigError
+    from hydralm.jobconfig import JobConfig
+    from hydralm.model import ModelConfig
+    from training.train_job import run_name
+
+    model = ModelConfig.from_dict({"head": {"form": "residual", "rank": 16,
+                                            "train_heads": "dense"}})
+    assert model.for_training.head == HeadConfig(form="dense", dtype="float32")
+    assert model.for_training.encoder_path == model.encoder_path and model.head.form == "residual"
+    joint = ModelConfig.from_dict({"head": {"form": "residual", "rank": 16}})
+    assert joint.for_training is joint
+    for form in ("dense", "lowrank"):
+        with pytest.raises(ConfigError, match=f"train_heads 'dense' is for the residual form.*"
+                                              f"got form '{form}'"):
+            ModelConfig.from_dict({"head": {"form": form, "train_heads": "dense"}})
+    # the two trainings are two runs (a re-run never resumes the other's checkpoints)
+    data = {"task": "synth-tag", "data": {"synth": {"users": 4}}}
+    names = {run_name(JobConfig.from_dict({**data, "reranker": {"head": head}}), "reranker", [])
+             for head in (joint.head.model_dump(), model.head.model_dump())}
+    assert len(names) == 2

@@ -205,4 +205,5 @@ def test_registry_show_says_what_the_registry_holds(tmp_path, tiny_encoder, caps
     assert summary["kinds"]["adapter"]["global_head"] is False   # this adapter came without one
     assert summary["kinds"]["reranker"]["global_head"] is True
     assert summary["kinds"]["reranker"]["heads"] == 3      # carried over to the new base
-    assert summary["kinds"]["reranker"]["head"] == {"form": "dense", "rank": 8, "dtype": "int8"}
+    assert summary["kinds"]["reranker"]["head"] == {"form": "dense", "rank": 8, "dtype": "int8",
+                                                  "train_heads": "form"}
