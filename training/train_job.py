@@ -123,16 +123,15 @@ def _trained_from_checkpoint(path: Path, spec: LoopSpec, kind: str, name: str,
     model.load_state_dict(state["model"])
     bank = model.hydra.heads
     trained = set(state.get("trained_users", state["users"]))   # others keep the global head
-    if configured.head != spec.model.head:
-        trained = set()
-    heads = {user: bank.extract(i) for i, user in enumerate(state["users"]) if user in trained}
+    kept = trained if configured.head == spec.model.head else set()  # else fitted once published
+    heads = {user: bank.extract(i) for i, user in enumerate(state["users"]) if user in kept}
     index = model.global_index
     # A residual kind's global head is published dense float32: w1 = the shared first layer that
     # its users' heads name (and the layer new users' heads are fitted and served on).
     extract = bank.extract_dense if configured.head.form == "residual" else bank.extract
     global_head = extract(index) if index is not None else None
     info = {"run": name, "epochs": state["epoch"], "global_step": state["global_step"],
-            "loss": metrics.get("loss"), "users": len(heads)}
+            "loss": metrics.get("loss"), "users": len(trained)}
     if "pairs" in labels:
         info["pairs"] = labels["pairs"]
     return TrainedModel(kind, model.hydra.base.state_dict(), configured, heads, global_head,

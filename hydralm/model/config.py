@@ -13,8 +13,7 @@ from hydralm.config import StrictModel
 from hydralm.errors import ConfigError
 
 __all__ = ["KIND_HEAD_DEFAULTS", "HeadConfig", "HeadDtype", "HeadForm", "HeadTraining",
-           "ModelConfig",
-           "default_encoder_path", "with_kind_head_defaults"]
+           "ModelConfig", "default_encoder_path", "with_kind_head_defaults"]
 
 HeadForm = Literal["dense", "lowrank", "residual"]
 HeadDtype = Literal["float32", "bfloat16", "int8"]
