@@ -5,7 +5,9 @@ storage (a local path or s3://). A worker failure restarts the worker group from
 checkpoint (`FailureConfig(max_failures)`), and re-running the same job resumes its run: the run
 name is derived from the labels and settings, so the same inputs always name the same run. Once
 every requested kind is trained, the bases, the training users' heads and the global heads are
-published to the registry together (training/bases.py).
+published to the registry together (training/bases.py); a residual kind trained with dense heads
+(`head.train_heads: dense`) publishes its base and global head, then has its training users'
+heads fitted in the residual form on the frozen base (`fit_training_heads`).
 """
 
 from __future__ import annotations

@@ -69,14 +69,14 @@ class HeadConfig(StrictModel):
                     "Loaded heads compute in float32.")
     train_heads: HeadTraining = Field(
         default="form",
-        description="How training makes a compact form's heads: 'form' (the base trained "
+        description="How training makes a residual form's heads: 'form' (the base trained "
                     "jointly with heads of this form) or 'dense' (the base trained jointly with "
                     "the paper's dense heads, then each training user's head fitted in this "
-                    "form on the frozen base, as a new user's is). 'dense' only for the "
-                    "'residual' form.")
+                    "form on the frozen base, as a new user's is). 'dense' needs form "
+                    "'residual'.")
 
     @model_validator(mode="after")
-    def _train_heads_for_compact_forms(self) -> HeadConfig:
+    def _dense_training_needs_the_residual_form(self) -> HeadConfig:
         if self.train_heads == "dense" and self.form != "residual":
             raise ValueError(f"head.train_heads 'dense' is for the residual form (its shared "
                              f"layer is the dense global head's w1), got form {self.form!r}: "
